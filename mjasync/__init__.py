@@ -1,0 +1,99 @@
+"""Asyncio-native client for the midjourney-proxy HTTP API.
+
+```python
+async with mjasync.Client("http://localhost:8080", "key") as mj:
+    grid = await mj.await_task(await mj.imagine("a red fox, watercolor"))
+```
+"""
+
+from .__about__ import __version__
+from ._client import AuthStyle, Client, TaskRef
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    BannedPromptError,
+    ButtonNotFoundError,
+    ClientClosedError,
+    ConnectError,
+    DecodeError,
+    InvalidRequestError,
+    MJError,
+    ModalRequiredError,
+    NotFoundError,
+    QueueFullError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServerError,
+    SubmitRejectedError,
+    TaskCancelledError,
+    TaskError,
+    TaskFailedError,
+    TaskNotFoundError,
+    TaskTimeoutError,
+    TransportError,
+)
+from ._images import ImageInput
+from ._models import (
+    TERMINAL_STATUSES,
+    AccountFilter,
+    Button,
+    Submission,
+    Task,
+    TaskAction,
+    TaskStatus,
+)
+from ._poll import PollPolicy
+from ._retry import RetryPolicy
+from ._transport import AiohttpTransport, AsyncTransport, Request, Response, StreamResponse
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "APIError",
+    "AccountFilter",
+    "AiohttpTransport",
+    "AsyncTransport",
+    "AuthStyle",
+    "AuthenticationError",
+    "BannedPromptError",
+    "Button",
+    "ButtonNotFoundError",
+    "Client",
+    "ClientClosedError",
+    "ConnectError",
+    "DecodeError",
+    "ImageInput",
+    "InvalidRequestError",
+    "MJError",
+    "ModalRequiredError",
+    "NotFoundError",
+    "PollPolicy",
+    "QueueFullError",
+    "RateLimitError",
+    "Request",
+    "RequestTimeoutError",
+    "Response",
+    "RetryPolicy",
+    "ServerError",
+    "StreamResponse",
+    "Submission",
+    "SubmitRejectedError",
+    "Task",
+    "TaskAction",
+    "TaskCancelledError",
+    "TaskError",
+    "TaskFailedError",
+    "TaskNotFoundError",
+    "TaskRef",
+    "TaskStatus",
+    "TaskTimeoutError",
+    "TransportError",
+    "__version__",
+]
+
+# Tracebacks and reprs say mjasync.TaskFailedError, not mjasync._errors.TaskFailedError.
+# Only exceptions: cattrs resolves model annotations through __module__.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) and issubclass(_obj, BaseException):
+        _obj.__module__ = __name__
+del _name, _obj

@@ -1,0 +1,815 @@
+"""Client: configuration, lifecycle, and one short coroutine per proxy route."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, Self, TypeVar, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import anyio
+
+from . import __about__
+from ._errors import (
+    APIError,
+    ClientClosedError,
+    DecodeError,
+    InvalidRequestError,
+    MJError,
+    NotFoundError,
+    TaskNotFoundError,
+    body_preview,
+)
+from ._images import DEFAULT_MAX_IMAGE_BYTES, ImageInput, to_data_uri
+from ._models import AccountFilter, Button, Submission, Task
+from ._poll import PollPolicy
+from ._responses import read_body, submission_or_raise
+from ._retry import RequestKind, RetryPolicy, retry_delay
+from ._serde import decode_task, decode_tasks, encode_account_filter
+from ._transport import AiohttpTransport, AsyncTransport, Request, Response
+
+__all__ = ["AuthStyle", "Client"]
+
+logger = logging.getLogger("mjasync")
+
+AuthStyle = Literal["bearer", "authorization", "mj-api-secret"]
+_AUTH_STYLES: tuple[str, ...] = ("bearer", "authorization", "mj-api-secret")
+_MODES = {"fast": "/mj-fast", "relax": "/mj-relax", "turbo": "/mj-turbo"}
+_DIMENSIONS = ("PORTRAIT", "SQUARE", "LANDSCAPE")
+_BOT_TYPES = {"mj": "MID_JOURNEY", "niji": "NIJI_JOURNEY"}
+_STATE_LIMIT = 255
+_FALLBACK_FETCH_CONCURRENCY = 8
+_ROUTE_MISSING_STATUSES = frozenset({404, 405, 501})
+_T = TypeVar("_T")
+
+TaskRef = Task | Submission | str
+"""Anything that names a task: a `Task`, a `Submission` or a task id."""
+
+
+def task_id_of(target: object) -> str:
+    """The task id named by a `Task`, a `Submission` or an id string."""
+    if isinstance(target, Task):
+        return target.id
+    if isinstance(target, Submission):
+        if target.task_id is None:
+            msg = f"submission (code {target.code}) carries no task id"
+            raise InvalidRequestError(msg)
+        return target.task_id
+    if isinstance(target, str) and target.strip():
+        return target.strip()
+    if isinstance(target, int) and not isinstance(target, bool):
+        return str(target)
+    msg = f"expected a Task, a Submission or a task id, got {type(target).__name__}"
+    raise InvalidRequestError(msg)
+
+
+def _normalise_base_url(base_url: str) -> str:
+    url = base_url.strip().rstrip("/")
+    if url.endswith("/mj"):
+        url = url[: -len("/mj")]
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        msg = f"base_url must be an http(s) URL such as https://host, got {base_url!r}"
+        raise InvalidRequestError(msg)
+    return url
+
+
+def _mode_prefix(mode: str | None) -> str:
+    if mode is None or mode == "":
+        return ""
+    if mode.lower() in _MODES:
+        return _MODES[mode.lower()]
+    if mode.startswith("/") and re.fullmatch(r"/[\w.-]+", mode):
+        return mode  # a free-form relay prefix such as "/mj-fast-relay"
+    msg = f'mode must be "fast", "relax", "turbo", a "/prefix" or None, got {mode!r}'
+    raise InvalidRequestError(msg)
+
+
+def _compact(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop unset options: a sent null can change what the proxy does."""
+    return {key: value for key, value in body.items() if value is not None}
+
+
+def _require_text(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        msg = f"{what} must be a non-empty string"
+        raise InvalidRequestError(msg)
+    return value
+
+
+class Client:
+    """An asyncio client for one midjourney-proxy base URL.
+
+    Use it as ``async with mjasync.Client(...) as mj:``; it owns one aiohttp session
+    (or uses yours, which it then never closes) and one poller shared by every wait.
+
+    Args:
+        base_url: ``https://host``; a trailing ``/`` or ``/mj`` is tolerated.
+            Defaults to ``$MJ_BASE_URL``.
+        api_key: the key; defaults to ``$MJ_API_KEY``. Never printed, logged or put
+            in an exception.
+        auth: ``"bearer"`` (``Authorization: Bearer KEY``, aggregators),
+            ``"authorization"`` (``Authorization: KEY``, trueai) or ``"mj-api-secret"``
+            (novicezk's proxies). Defaults to ``$MJ_AUTH`` or ``"bearer"``.
+        mode: ``"fast"``, ``"relax"`` or ``"turbo"`` send every request under
+            ``/mj-<mode>/mj/...``.
+        timeout: seconds per HTTP request.
+        retry: which transient failures are retried and how long to back off.
+        poll: how the shared poller batches and paces status requests.
+        notify_hook: the public URL of your webhook route; every submit then carries
+            ``<url>?token=<secret>`` so `handle_notification` can wake waiters early.
+        notify_token: the secret for that URL (default: 32 random bytes, url-safe).
+        trust_notifications: resolve waiters from a terminal notification without
+            confirming it with one fetch.
+        headers: extra headers for every request.
+        session: an aiohttp ``ClientSession`` you own.
+        transport: any `AsyncTransport` (``mjasync.testing.MockTransport`` in tests).
+        max_image_bytes: the largest image accepted as input.
+        image_seed_timeout: seconds for `image_seed`, which a proxy may hold ~60 s.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        auth: AuthStyle | None = None,
+        mode: str | None = None,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        poll: PollPolicy | None = None,
+        notify_hook: str | None = None,
+        notify_token: str | None = None,
+        trust_notifications: bool = False,
+        headers: Mapping[str, str] | None = None,
+        session: Any = None,
+        transport: AsyncTransport | None = None,
+        max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+        image_seed_timeout: float = 65.0,
+    ) -> None:
+        base = base_url if base_url is not None else os.environ.get("MJ_BASE_URL")
+        if not base:
+            msg = "no base_url given and MJ_BASE_URL is not set"
+            raise InvalidRequestError(msg)
+        self._base_url = _normalise_base_url(base)
+        key = api_key if api_key is not None else os.environ.get("MJ_API_KEY")
+        style = auth if auth is not None else os.environ.get("MJ_AUTH", "bearer")
+        if style not in _AUTH_STYLES:
+            msg = f"auth must be one of {', '.join(_AUTH_STYLES)}, got {style!r}"
+            raise InvalidRequestError(msg)
+        self._auth: str = style
+        if timeout <= 0 or image_seed_timeout <= 0:
+            msg = "timeout and image_seed_timeout must be > 0 seconds"
+            raise InvalidRequestError(msg)
+        self._prefix = _mode_prefix(mode)
+        self._mode = mode
+        self._timeout = timeout
+        self._image_seed_timeout = image_seed_timeout
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.poll = poll if poll is not None else PollPolicy()
+        self._max_image_bytes = max_image_bytes
+        self._headers = self._build_headers(key, headers)
+        if notify_hook is not None and urlsplit(notify_hook).scheme not in {"http", "https"}:
+            msg = f"notify_hook must be an http(s) URL, got {notify_hook!r}"
+            raise InvalidRequestError(msg)
+        self._notify_token = notify_token or secrets.token_urlsafe(32)
+        self._notify_hook = (
+            _with_token(notify_hook, self._notify_token) if notify_hook is not None else None
+        )
+        self.trust_notifications = trust_notifications
+        if transport is not None and session is not None:
+            msg = "pass either transport= or session=, not both"
+            raise InvalidRequestError(msg)
+        self._transport: AsyncTransport = transport or AiohttpTransport(
+            session=session, timeout=timeout
+        )
+        self._rng = random.Random()
+        self._closed = False
+        self._list_route: str | None = "/task/list-by-condition"
+        self._requests_sent = 0
+        self._close_callbacks: list[Callable[[], Awaitable[None]]] = []
+
+    # -- configuration ---------------------------------------------------------------
+
+    def _build_headers(self, key: str | None, extra: Mapping[str, str] | None) -> dict[str, str]:
+        headers = {
+            "User-Agent": f"mjasync/{__about__.__version__}",
+            "Accept": "application/json",
+        }
+        if key:
+            if self._auth == "bearer":
+                headers["Authorization"] = f"Bearer {key}"
+            elif self._auth == "authorization":
+                headers["Authorization"] = key
+            else:
+                headers["mj-api-secret"] = key
+        headers.update(extra or {})
+        return headers
+
+    @property
+    def base_url(self) -> str:
+        """The server's base URL, without the ``/mj`` path."""
+        return self._base_url
+
+    @property
+    def notify_hook(self) -> str | None:
+        """The hook URL sent with every submit (it carries the token: keep it private)."""
+        return self._notify_hook
+
+    @property
+    def notify_token(self) -> str:
+        """The secret a notification must carry to be accepted."""
+        return self._notify_token
+
+    @property
+    def requests_sent(self) -> int:
+        """HTTP requests this client has sent, retries included."""
+        return self._requests_sent
+
+    @property
+    def closed(self) -> bool:
+        """True once `aclose` ran."""
+        return self._closed
+
+    def __repr__(self) -> str:
+        mode = f", mode={self._mode!r}" if self._mode else ""
+        return f"Client(base_url={self._base_url!r}, auth={self._auth!r}{mode})"
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._closed:
+            msg = "this Client is closed; create a new one"
+            raise ClientClosedError(msg)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def _on_close(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run *callback* first thing in `aclose` (the poller stops before the transport)."""
+        self._close_callbacks.append(callback)
+
+    async def aclose(self) -> None:
+        """Stop the poller, end every waiter with `ClientClosedError`, close the session."""
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            for callback in reversed(self._close_callbacks):
+                await callback()
+            self._close_callbacks.clear()
+            await self._transport.aclose()
+
+    # -- sending ---------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return f"{self._base_url}{self._prefix}/mj{path}"
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        parse: Callable[[Response], _T],
+        *,
+        json: object = None,
+        kind: RequestKind = RequestKind.QUERY,
+        timeout: float | None = None,
+    ) -> _T:
+        """Send with retries; *parse* runs inside the loop so a refusal in the body retries too."""
+        if self._closed:
+            msg = "this Client is closed"
+            raise ClientClosedError(msg)
+        request = Request(method, self._url(path), self._headers, json, timeout)
+        attempt = 0
+        while True:
+            attempt += 1
+            self._requests_sent += 1
+            try:
+                response = await self._transport.send(request)
+                return parse(response)
+            except MJError as error:
+                delay = retry_delay(self.retry, kind, error, attempt, self._rng)
+                if delay is None:
+                    raise
+                logger.debug(
+                    "retrying %s %s in %.2fs after %s (try %d of %d)",
+                    method,
+                    path,
+                    delay,
+                    type(error).__name__,
+                    attempt + 1,
+                    self.retry.attempts,
+                )
+                await anyio.sleep(delay)
+
+    async def _submit(self, path: str, body: Mapping[str, Any]) -> Submission:
+        where = f"POST {path}"
+
+        def parse(response: Response) -> Submission:
+            return submission_or_raise(read_body(response, where), where, response.status)
+
+        return await self._request(
+            "POST", path, parse, json=_compact(body), kind=RequestKind.SUBMIT
+        )
+
+    def _common(
+        self,
+        *,
+        state: str | None,
+        notify_hook: str | None,
+        account_filter: AccountFilter | None = None,
+        bot_type: str | None = None,
+    ) -> dict[str, Any]:
+        if state is not None and len(state) > _STATE_LIMIT:
+            msg = f"state is {len(state)} characters; proxies reject more than {_STATE_LIMIT}"
+            raise InvalidRequestError(msg)
+        if account_filter is not None and not isinstance(
+            cast(object, account_filter), AccountFilter
+        ):
+            msg = "account_filter must be a mjasync.AccountFilter"
+            raise InvalidRequestError(msg)
+        if bot_type is not None:
+            bot_type = _BOT_TYPES.get(bot_type.lower(), bot_type.upper())
+            if bot_type not in _BOT_TYPES.values():
+                msg = f'bot_type must be "MID_JOURNEY" or "NIJI_JOURNEY", got {bot_type!r}'
+                raise InvalidRequestError(msg)
+        return {
+            "botType": bot_type,
+            "accountFilter": (
+                encode_account_filter(account_filter) if account_filter is not None else None
+            ),
+            "state": state,
+            "notifyHook": notify_hook if notify_hook is not None else self._notify_hook,
+        }
+
+    async def _fetch_url(self, url: str, max_bytes: int) -> bytes:
+        """Download an image input (GET, retried) for sending as a data URI."""
+
+        def parse(response: Response) -> bytes:
+            if not 200 <= response.status < 300:
+                msg = f"could not download image {url}: HTTP {response.status}"
+                raise InvalidRequestError(msg)
+            if len(response.content) > max_bytes:
+                msg = (
+                    f"image at {url} is {len(response.content):,} bytes; the limit is {max_bytes:,}"
+                )
+                raise InvalidRequestError(msg)
+            return response.content
+
+        if self._closed:
+            msg = "this Client is closed"
+            raise ClientClosedError(msg)
+        request = Request("GET", url, {"User-Agent": self._headers["User-Agent"]})
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return parse(await self._transport.send(request))
+            except MJError as error:
+                delay = retry_delay(self.retry, RequestKind.QUERY, error, attempt, self._rng)
+                if delay is None:
+                    raise
+                await anyio.sleep(delay)
+
+    async def _image(self, image: object, what: str, *, png_only: bool = False) -> str:
+        return await to_data_uri(
+            image,
+            what=what,
+            max_bytes=self._max_image_bytes,
+            fetch_url=self._fetch_url,
+            png_only=png_only,
+        )
+
+    async def _images(self, images: Iterable[ImageInput], what: str) -> list[str]:
+        if isinstance(images, str | bytes | bytearray | memoryview) or hasattr(
+            images, "__fspath__"
+        ):
+            images = [images]  # type: ignore[list-item]
+        return [await self._image(image, f"{what} {i}") for i, image in enumerate(images, 1)]
+
+    # -- submits ---------------------------------------------------------------------
+
+    async def imagine(
+        self,
+        prompt: str,
+        *,
+        images: Sequence[ImageInput] = (),
+        bot_type: str | None = None,
+        account_filter: AccountFilter | None = None,
+        state: str | None = None,
+        notify_hook: str | None = None,
+    ) -> Submission:
+        """Submit ``/imagine``: a prompt (with its parameters) and optional reference images.
+
+        Raises:
+            mjasync.InvalidRequestError: empty prompt or a bad image, before sending.
+            mjasync.BannedPromptError: code 24.
+            mjasync.QueueFullError: the queue stayed full through every retry.
+        """
+        _require_text(prompt, "prompt")
+        common = self._common(
+            state=state, notify_hook=notify_hook, account_filter=account_filter, bot_type=bot_type
+        )
+        encoded = await self._images(images, "reference image") if images else None
+        return await self._submit(
+            "/submit/imagine", {"prompt": prompt, "base64Array": encoded, **common}
+        )
+
+    async def blend(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        dimensions: str | None = None,
+        bot_type: str | None = None,
+        account_filter: AccountFilter | None = None,
+        state: str | None = None,
+        notify_hook: str | None = None,
+    ) -> Submission:
+        """Submit ``/blend`` of 2 to 5 images; *dimensions* is PORTRAIT, SQUARE or LANDSCAPE."""
+        if isinstance(images, str | bytes) or not 2 <= len(images) <= 5:
+            count = 1 if isinstance(images, str | bytes) else len(images)
+            msg = f"blend takes 2 to 5 images, got {count}"
+            raise InvalidRequestError(msg)
+        if dimensions is not None and dimensions.upper() not in _DIMENSIONS:
+            msg = f"dimensions must be one of {', '.join(_DIMENSIONS)}, got {dimensions!r}"
+            raise InvalidRequestError(msg)
+        common = self._common(
+            state=state, notify_hook=notify_hook, account_filter=account_filter, bot_type=bot_type
+        )
+        encoded = await self._images(images, "blend image")
+        body = {
+            "base64Array": encoded,
+            "dimensions": dimensions.upper() if dimensions else None,
+            **common,
+        }
+        return await self._submit("/submit/blend", body)
+
+    async def describe(
+        self,
+        image: ImageInput,
+        *,
+        bot_type: str | None = None,
+        account_filter: AccountFilter | None = None,
+        state: str | None = None,
+        notify_hook: str | None = None,
+    ) -> Submission:
+        """Submit ``/describe``: the finished task's ``final_prompt`` holds four prompts."""
+        common = self._common(
+            state=state, notify_hook=notify_hook, account_filter=account_filter, bot_type=bot_type
+        )
+        encoded = await self._image(image, "describe image")
+        return await self._submit("/submit/describe", {"base64": encoded, **common})
+
+    async def shorten(
+        self,
+        prompt: str,
+        *,
+        bot_type: str | None = None,
+        account_filter: AccountFilter | None = None,
+        state: str | None = None,
+        notify_hook: str | None = None,
+    ) -> Submission:
+        """Submit ``/shorten``: the finished task's ``final_prompt`` holds the analysis."""
+        _require_text(prompt, "prompt")
+        common = self._common(
+            state=state, notify_hook=notify_hook, account_filter=account_filter, bot_type=bot_type
+        )
+        return await self._submit("/submit/shorten", {"prompt": prompt, **common})
+
+    async def action(
+        self,
+        task: Task | str,
+        button: Button | str,
+        *,
+        account_filter: AccountFilter | None = None,
+        choose_same_channel: bool | None = None,
+        enable_remix: bool | None = None,
+        state: str | None = None,
+        notify_hook: str | None = None,
+    ) -> Submission:
+        """Press a button of a finished task (``/submit/action``).
+
+        *button* is a `Button`, a customId, or, when *task* is a `Task`, any key
+        `Task.button` accepts (``"U1"``, ``"vary_region"``, a label or an emoji).
+        A button that opens a modal answers code 21: the `Submission` names the MODAL
+        task; finish it with `modal` (or use `run_action` with ``prompt=``).
+
+        Raises:
+            mjasync.ButtonNotFoundError: the task has no such button.
+            mjasync.APIError: ``.code == 3`` when the server does not know the task.
+        """
+        task_id = task_id_of(task)
+        custom_id = self._custom_id(task, button)
+        common = self._common(state=state, notify_hook=notify_hook, account_filter=account_filter)
+        body = {
+            "taskId": task_id,
+            "customId": custom_id,
+            "chooseSameChannel": choose_same_channel,
+            "enableRemix": enable_remix,
+            **common,
+        }
+        return await self._submit("/submit/action", body)
+
+    @staticmethod
+    def _custom_id(task: Task | str, button: Button | str) -> str:
+        if isinstance(button, Button):
+            return button.custom_id
+        key = _require_text(button, "button")
+        if isinstance(task, Task):
+            return task.button(key).custom_id
+        if key.startswith("MJ::"):
+            return key
+        msg = (
+            f"button {key!r} is not a customId; pass the Task (not its id) to press "
+            "a button by name, label or emoji"
+        )
+        raise InvalidRequestError(msg)
+
+    async def modal(
+        self,
+        task_id: Task | Submission | str,
+        *,
+        prompt: str | None = None,
+        mask: ImageInput | None = None,
+        state: str | None = None,
+        notify_hook: str | None = None,
+    ) -> Submission:
+        """Confirm a MODAL task (``/submit/modal``) with a prompt and, for Vary (Region), a mask.
+
+        *mask* is PNG bytes, a `Path` or a data URI (white = repaint). Custom zoom
+        needs ``--zoom`` between 1 and 2 in *prompt*.
+        """
+        target = task_id_of(task_id)
+        if prompt is not None and not prompt.strip():
+            msg = "prompt must not be blank (leave it None to keep the suggested prompt)"
+            raise InvalidRequestError(msg)
+        common = self._common(state=state, notify_hook=notify_hook)
+        mask_uri = await self._image(mask, "mask", png_only=True) if mask is not None else None
+        body = {"taskId": target, "prompt": prompt, "maskBase64": mask_uri, **common}
+        return await self._submit("/submit/modal", body)
+
+    async def swap_face(
+        self,
+        source: ImageInput,
+        target: ImageInput,
+        *,
+        account_filter: AccountFilter | None = None,
+        state: str | None = None,
+        notify_hook: str | None = None,
+    ) -> Submission:
+        """Put the face in *source* onto *target* (``/insight-face/swap``)."""
+        common = self._common(state=state, notify_hook=notify_hook, account_filter=account_filter)
+        source_uri = await self._image(source, "source image")
+        target_uri = await self._image(target, "target image")
+        if source_uri == target_uri:
+            msg = "source and target must be different images"
+            raise InvalidRequestError(msg)
+        body = {"sourceBase64": source_uri, "targetBase64": target_uri, **common}
+        return await self._submit("/insight-face/swap", body)
+
+    async def edit(
+        self,
+        prompt: str,
+        image: ImageInput,
+        *,
+        account_filter: AccountFilter | None = None,
+        state: str | None = None,
+        notify_hook: str | None = None,
+    ) -> Submission:
+        """Submit an Edit of *image* guided by *prompt* (``/submit/edits``, trueai's body)."""
+        _require_text(prompt, "prompt")
+        common = self._common(state=state, notify_hook=notify_hook, account_filter=account_filter)
+        image_uri = await self._image(image, "edit image")
+        return await self._submit("/submit/edits", {"prompt": prompt, "image": image_uri, **common})
+
+    async def video(
+        self,
+        prompt: str,
+        *,
+        image: ImageInput | None = None,
+        end_image: ImageInput | None = None,
+        motion: Literal["low", "high"] | None = None,
+        loop: bool | None = None,
+        video_type: str | None = None,
+        batch_size: int | None = None,
+        extend: Task | str | None = None,
+        index: int | None = None,
+        account_filter: AccountFilter | None = None,
+        state: str | None = None,
+        notify_hook: str | None = None,
+    ) -> Submission:
+        """Submit ``/submit/video``: animate *image*, or extend video *extend* at *index* (0-3)."""
+        _require_text(prompt, "prompt")
+        if motion is not None and motion not in {"low", "high"}:
+            msg = f'motion must be "low" or "high", got {motion!r}'
+            raise InvalidRequestError(msg)
+        if batch_size is not None and batch_size not in {1, 2, 4}:
+            msg = f"batch_size must be 1, 2 or 4, got {batch_size!r}"
+            raise InvalidRequestError(msg)
+        if extend is not None and (index is None or not 0 <= index <= 3):
+            msg = "extending a video needs index= between 0 and 3"
+            raise InvalidRequestError(msg)
+        if extend is None and image is None:
+            msg = "video needs image= (the first frame), or extend= a video task"
+            raise InvalidRequestError(msg)
+        common = self._common(state=state, notify_hook=notify_hook, account_filter=account_filter)
+        body = {
+            "prompt": prompt,
+            "image": await self._image(image, "first frame") if image is not None else None,
+            "endImage": (
+                await self._image(end_image, "last frame") if end_image is not None else None
+            ),
+            "motion": motion,
+            "loop": loop,
+            "videoType": video_type,
+            "batchSize": batch_size,
+            "action": "extend" if extend is not None else None,
+            "taskId": task_id_of(extend) if extend is not None else None,
+            "index": index if extend is not None else None,
+            **common,
+        }
+        return await self._submit("/submit/video", body)
+
+    async def upload(self, images: Sequence[ImageInput]) -> list[str]:
+        """Upload images to the proxy's Discord channel and return their URLs."""
+        if isinstance(images, str | bytes | bytearray | memoryview) or hasattr(
+            images, "__fspath__"
+        ):
+            images = [images]
+        if not images:
+            msg = "upload needs at least one image"
+            raise InvalidRequestError(msg)
+        encoded = await self._images(images, "upload image")
+        where = "POST /submit/upload-discord-images"
+
+        def parse(response: Response) -> list[str]:
+            body = read_body(response, where)
+            if body is None:
+                msg = f"{where}: empty answer"
+                raise DecodeError(msg, status=response.status)
+            return _upload_urls(body, where, response.status)
+
+        return await self._request(
+            "POST",
+            "/submit/upload-discord-images",
+            parse,
+            json={"base64Array": encoded},
+            kind=RequestKind.SUBMIT,
+        )
+
+    async def submit(self, path: str, body: Mapping[str, Any]) -> Submission:
+        """Send any submit route with a raw JSON body (the escape hatch).
+
+        *path* is relative to ``/mj``: ``"/submit/retexture"`` or ``"submit/retexture"``.
+        The body is sent as given, except that None values are dropped.
+        """
+        path = "/" + _require_text(path, "path").strip().lstrip("/")
+        if path.startswith("/mj/"):
+            path = path[len("/mj") :]
+        if not isinstance(cast(object, body), Mapping):
+            msg = "body must be a mapping"
+            raise InvalidRequestError(msg)
+        return await self._submit(path, body)
+
+    # -- queries ---------------------------------------------------------------------
+
+    async def fetch(self, task_id: TaskRef) -> Task:
+        """The current snapshot of one task.
+
+        Raises:
+            mjasync.TaskNotFoundError: the server does not know the id (empty 200, 204,
+                code 4 "task_no_found" or 404), at once.
+        """
+        target = task_id_of(task_id)
+        where = f"GET /task/{target}/fetch"
+
+        def parse(response: Response) -> Task:
+            body = read_body(response, where, task_id=target)
+            if body is None or body == {}:
+                msg = f"task {target} not found (empty answer, HTTP {response.status})"
+                raise TaskNotFoundError(msg, task_id=target, status=response.status)
+            return decode_task(body)
+
+        return await self._request("GET", f"/task/{target}/fetch", parse)
+
+    async def fetch_many(self, task_ids: Iterable[TaskRef]) -> list[Task]:
+        """Snapshots of many tasks, batched; ids the server does not know are left out.
+
+        Uses ``list-by-condition``, falling back to ``list-by-ids`` and then to one fetch
+        per id on servers that lack it; the choice is remembered for this client.
+        """
+        ids = list(dict.fromkeys(task_id_of(t) for t in task_ids))
+        tasks: list[Task] = []
+        size = self.poll.batch_size
+        for start in range(0, len(ids), size):
+            tasks.extend(await self._fetch_batch(ids[start : start + size]))
+        return tasks
+
+    async def _fetch_batch(self, ids: Sequence[str]) -> list[Task]:
+        """One batch of ids through the best route this server offers."""
+        if not ids:
+            return []
+        while self._list_route is not None:
+            route = self._list_route
+            where = f"POST {route}"
+
+            def parse(response: Response, where: str = where) -> list[Task]:
+                body = read_body(response, where)
+                return decode_tasks(body if body is not None else [])
+
+            try:
+                return await self._request("POST", route, parse, json={"ids": list(ids)})
+            except APIError as error:
+                if not _route_missing(error):
+                    raise
+                self._list_route = (
+                    "/task/list-by-ids" if route == "/task/list-by-condition" else None
+                )
+                logger.info("%s is missing on this server; trying %s", route, self._list_route)
+        return await self._fetch_each(ids)
+
+    async def _fetch_each(self, ids: Sequence[str]) -> list[Task]:
+        results: dict[str, Task] = {}
+        limiter = anyio.CapacityLimiter(_FALLBACK_FETCH_CONCURRENCY)
+
+        async def one(task_id: str) -> None:
+            async with limiter:
+                try:
+                    results[task_id] = await self.fetch(task_id)
+                except TaskNotFoundError:
+                    return
+
+        async with anyio.create_task_group() as group:
+            for task_id in ids:
+                group.start_soon(one, task_id)
+        return [results[i] for i in ids if i in results]
+
+    @property
+    def batch_route(self) -> str:
+        """How this client polls: ``list-by-condition``, ``list-by-ids`` or ``fetch``."""
+        return (self._list_route or "/task/fetch").rsplit("/", 1)[-1]
+
+    async def image_seed(self, task_id: TaskRef) -> str:
+        """The seed of a finished task (the proxy may take ~60 s to ask Discord)."""
+        target = task_id_of(task_id)
+        where = f"GET /task/{target}/image-seed"
+
+        def parse(response: Response) -> str:
+            body = read_body(response, where, task_id=target)
+            submission = submission_or_raise(body, where, response.status)
+            return submission.task_id or ""
+
+        return await self._request(
+            "GET", f"/task/{target}/image-seed", parse, timeout=self._image_seed_timeout
+        )
+
+    async def cancel(self, task_id: TaskRef) -> None:
+        """Ask the server to cancel a task (PLUS: status CANCEL; trueai: admins only)."""
+        target = task_id_of(task_id)
+        where = f"POST /task/{target}/cancel"
+
+        def parse(response: Response) -> None:
+            body = read_body(response, where, task_id=target)
+            if isinstance(body, Mapping) and "code" in body:
+                code = body.get("code")
+                if code not in {1, 22}:
+                    submission_or_raise(body, where, response.status)
+
+        await self._request("POST", f"/task/{target}/cancel", parse)
+
+
+def _route_missing(error: APIError) -> bool:
+    if isinstance(error, TaskNotFoundError):
+        return False
+    return error.status in _ROUTE_MISSING_STATUSES or (
+        isinstance(error, NotFoundError) and error.code is None
+    )
+
+
+def _upload_urls(body: object, where: str, status: int) -> list[str]:
+    """An upload answer: ``result`` is a list of URLs."""
+    if not isinstance(body, Mapping):
+        msg = f"{where}: expected a JSON object, got {body_preview(body)}"
+        raise DecodeError(msg, status=status, body=body)
+    code = body.get("code")
+    result = body.get("result")
+    if code != 1 or not isinstance(result, list):
+        if code == 1:
+            msg = f"{where}: accepted but no URL list in {body_preview(body)}"
+            raise DecodeError(msg, status=status, code=1, body=body)
+        submission_or_raise(body, where, status)
+        msg = f"{where}: expected a URL list, got {body_preview(body)}"
+        raise DecodeError(msg, status=status, body=body)
+    return [str(url) for url in result if isinstance(url, str)]
+
+
+def _with_token(url: str, token: str) -> str:
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "token"]
+    query.append(("token", token))
+    return urlunsplit(parts._replace(query=urlencode(query)))

@@ -1,0 +1,116 @@
+"""RetryPolicy, and the pure decisions of which failures are safe to retry.
+
+midjourney-proxy has no idempotency keys: a submit that reached the server may have
+started a paid job, so it is resent only when it provably never arrived
+(`ConnectError`) or the server explicitly refused it (429, queue full). Queries
+(fetch, list-by-condition, image-seed) are retried on any transient failure.
+"""
+
+from __future__ import annotations
+
+import random
+from email.utils import parsedate_to_datetime
+from enum import Enum
+from typing import Any
+
+import attrs
+
+from ._errors import (
+    ConnectError,
+    MJError,
+    QueueFullError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+)
+
+__all__ = ["RequestKind", "RetryPolicy", "parse_retry_after", "retry_delay"]
+
+
+class RequestKind(Enum):
+    """What resending a request could cost."""
+
+    QUERY = "query"  # reads, batch polls, cancel: resending is harmless
+    SUBMIT = "submit"  # may start a paid job: resend only on provable non-delivery
+
+
+def _positive(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value < 0:
+        msg = f"{attribute.name} must be >= 0, got {value!r}"
+        raise ValueError(msg)
+
+
+def _at_least_one(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    if value < 1:
+        msg = f"{attribute.name} counts every try including the first, so it must be >= 1"
+        raise ValueError(msg)
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How transient failures are retried.
+
+    Attributes:
+        attempts: tries in all, the first included (1 disables retries).
+        backoff: seconds before the first retry; doubles each time, with full jitter.
+        max_backoff: cap on one computed backoff.
+        max_retry_after: the longest ``Retry-After`` honoured; a longer one raises
+            `RateLimitError` (with ``retry_after``) instead of waiting.
+    """
+
+    attempts: int = attrs.field(default=3, validator=_at_least_one)
+    backoff: float = attrs.field(default=0.5, validator=_positive)
+    max_backoff: float = attrs.field(default=8.0, validator=_positive)
+    max_retry_after: float = attrs.field(default=60.0, validator=_positive)
+
+
+def is_retryable(kind: RequestKind, error: MJError) -> bool:
+    """May a request of *kind* that failed with *error* be sent again?"""
+    if isinstance(error, ConnectError | RateLimitError | QueueFullError):
+        return True  # never reached the server, or the server explicitly said "not now"
+    if kind is RequestKind.SUBMIT:
+        return False  # a read timeout, 5xx or dropped connection may hide an accepted job
+    return isinstance(error, TransportError | ServerError)
+
+
+def retry_delay(
+    policy: RetryPolicy, kind: RequestKind, error: MJError, attempt: int, rng: random.Random
+) -> float | None:
+    """Seconds to wait before try number ``attempt + 1``, or None to give up.
+
+    ``attempt`` counts the tries made so far (1 after the first failure).
+    """
+    if attempt >= policy.attempts or not is_retryable(kind, error):
+        return None
+    ceiling = min(policy.max_backoff, policy.backoff * 2.0 ** (attempt - 1))
+    # "Full jitter" would allow 0 s; keep half the ceiling so retries still back off.
+    delay = ceiling * (0.5 + rng.random() / 2)
+    if isinstance(error, RateLimitError) and error.retry_after is not None:
+        if error.retry_after > policy.max_retry_after:
+            return None
+        delay = max(delay, error.retry_after)
+    return delay
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date); None if absent or bad."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        from datetime import UTC, datetime
+
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)

@@ -1,0 +1,272 @@
+"""The one cattrs converter, and every quirk of the wire parsed once, here.
+
+The dialects disagree on nearly every scalar: ids arrive as strings or JSON numbers,
+``progress`` as ``"45%"``, ``""`` or free text, times as epoch milliseconds with ``0`` or
+``null`` meaning unset, ``buttons`` missing or null. The hooks below accept all of that
+and raise `DecodeError` for anything that cannot be a model, never another exception.
+`Task` has a hand-written hook because the poller decodes thousands of snapshots a
+second and generated hooks with per-field error wrapping cost several times more.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_unstructure_fn, override
+
+from ._errors import DecodeError, body_preview
+from ._models import AccountFilter, Button, Submission, Task, TaskAction, TaskStatus
+
+__all__ = [
+    "converter",
+    "decode_json",
+    "decode_submission",
+    "decode_task",
+    "decode_tasks",
+    "encode_account_filter",
+    "parse_progress",
+    "parse_time",
+]
+
+converter = cattrs.Converter()
+
+_STATUSES = {status.value: status for status in TaskStatus}
+_ACTIONS = {action.value: action for action in TaskAction}
+# Epoch milliseconds past year 9999 overflow datetime; treat them as garbage, not a crash.
+_MAX_EPOCH_MS = 253_402_300_799_000
+
+
+def _to_camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def as_id(value: object) -> str | None:
+    """A task id as a string: JSON numbers are accepted, floats only when integral."""
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return str(int(value))
+    return None
+
+
+def _as_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return None
+
+
+def _as_int(value: object, default: int) -> int:
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return default
+
+
+def parse_progress(value: object) -> int | None:
+    """``"45%"`` -> 45; ``""``, text and garbage -> None; numbers are clamped to 0..100."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith("%") and text[:-1].isdigit():
+            return min(int(text[:-1]), 100)
+        # Free text such as "Waiting to start (45%)": take the first "<digits>%".
+        percent = text.find("%")
+        if percent <= 0:
+            return None
+        start = percent
+        while start > 0 and text[start - 1].isdigit():
+            start -= 1
+        return min(int(text[start:percent]), 100) if start < percent else None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return max(0, min(value, 100))
+    if isinstance(value, float) and math.isfinite(value):
+        return max(0, min(int(value), 100))
+    return None
+
+
+def parse_time(value: object) -> datetime | None:
+    """Epoch milliseconds -> aware UTC datetime; ``0``, ``null`` and garbage -> None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.isdigit():
+            return None
+        value = int(text)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        value = int(value)
+    if not isinstance(value, int) or value <= 0 or value > _MAX_EPOCH_MS:
+        return None
+    return datetime.fromtimestamp(value / 1000, tz=UTC)
+
+
+def _structure_button(data: object, _: type[Button] = Button) -> Button:
+    if not isinstance(data, Mapping):
+        msg = f"a button must be a JSON object, got {body_preview(data)}"
+        raise DecodeError(msg, body=data)
+    custom_id = _as_text(data.get("customId"))
+    if not custom_id:
+        msg = "a button has no customId"
+        raise DecodeError(msg, body=data)
+    return Button(
+        custom_id=custom_id,
+        emoji=_as_text(data.get("emoji")) or "",
+        label=_as_text(data.get("label")) or "",
+        type=_as_int(data.get("type"), 2),
+        style=_as_int(data.get("style"), 2),
+    )
+
+
+def _structure_buttons(value: object) -> tuple[Button, ...]:
+    if not isinstance(value, list):
+        return ()
+    # Link buttons (no customId) cannot be pressed through the API: drop them.
+    return tuple(
+        _structure_button(item)
+        for item in value
+        if isinstance(item, Mapping) and _as_text(item.get("customId"))
+    )
+
+
+def _structure_task(data: object, _: type[Task] = Task) -> Task:
+    if not isinstance(data, Mapping):
+        msg = f"a task must be a JSON object, got {body_preview(data)}"
+        raise DecodeError(msg, body=data)
+    task_id = as_id(data.get("id"))
+    if task_id is None:
+        msg = f"a task has no usable id: {body_preview(data)}"
+        raise DecodeError(msg, body=data)
+    status_text = _as_text(data.get("status")) or ""
+    action_text = _as_text(data.get("action"))
+    properties = data.get("properties")
+    raw = data if isinstance(data, dict) else dict(data)
+    return Task(
+        id=task_id,
+        action=_ACTIONS.get(action_text, action_text) if action_text else None,
+        status=_STATUSES.get(status_text, status_text),
+        progress=parse_progress(data.get("progress")),
+        prompt=_as_text(data.get("prompt")),
+        prompt_en=_as_text(data.get("promptEn")),
+        description=_as_text(data.get("description")),
+        state=_as_text(data.get("state")),
+        submit_time=parse_time(data.get("submitTime")),
+        start_time=parse_time(data.get("startTime")),
+        finish_time=parse_time(data.get("finishTime")),
+        image_url=_as_text(data.get("imageUrl")) or None,
+        fail_reason=_as_text(data.get("failReason")) or None,
+        buttons=_structure_buttons(data.get("buttons")),
+        properties=dict(properties) if isinstance(properties, Mapping) else {},
+        raw=raw,
+    )
+
+
+def _split_ids(result: object) -> tuple[str, ...]:
+    if isinstance(result, list):
+        return tuple(i for i in (as_id(item) for item in result) if i is not None)
+    if isinstance(result, str) and "," in result:
+        return tuple(part.strip() for part in result.split(",") if part.strip())
+    single = as_id(result)
+    return (single,) if single is not None else ()
+
+
+def _structure_submission(data: object, _: type[Submission] = Submission) -> Submission:
+    if not isinstance(data, Mapping):
+        msg = f"a submit answer must be a JSON object, got {body_preview(data)}"
+        raise DecodeError(msg, body=data)
+    code = data.get("code")
+    if isinstance(code, bool) or not isinstance(code, int):
+        code = _as_int(code, -(10**9))
+        if code == -(10**9):
+            msg = f"a submit answer has no integer code: {body_preview(data)}"
+            raise DecodeError(msg, body=data)
+    result = data.get("result")
+    task_ids = _split_ids(result) if not isinstance(result, list) else ()
+    properties = data.get("properties")
+    return Submission(
+        code=code,
+        description=_as_text(data.get("description")) or _as_text(data.get("message")) or "",
+        task_id=task_ids[0] if task_ids else None,
+        task_ids=task_ids,
+        properties=dict(properties) if isinstance(properties, Mapping) else {},
+        result=result,
+    )
+
+
+converter.register_structure_hook(Task, _structure_task)
+converter.register_structure_hook(Button, _structure_button)
+converter.register_structure_hook(Submission, _structure_submission)
+_camel_overrides: dict[str, Any] = {
+    a.name: override(rename=_to_camel(a.name)) for a in attrs.fields(AccountFilter)
+}
+converter.register_unstructure_hook(
+    AccountFilter,
+    make_dict_unstructure_fn(
+        AccountFilter, converter, _cattrs_omit_if_default=True, **_camel_overrides
+    ),
+)
+
+
+def decode_json(content: bytes) -> Any:
+    """Parse a body as JSON; DecodeError (never ValueError) when it is not JSON."""
+    try:
+        return json.loads(content)
+    except (ValueError, RecursionError) as exc:
+        preview = content[:200].decode("utf-8", "replace")
+        msg = f"the server sent a body that is not JSON: {body_preview(preview)}"
+        raise DecodeError(msg, body=preview) from exc
+
+
+def decode_task(data: object) -> Task:
+    """Structure one task JSON object."""
+    return converter.structure(data, Task)
+
+
+def decode_tasks(data: object) -> list[Task]:
+    """Structure a JSON array of tasks; entries that are not tasks are skipped, not fatal."""
+    if not isinstance(data, list):
+        msg = f"expected a JSON array of tasks, got {body_preview(data)}"
+        raise DecodeError(msg, body=data)
+    tasks = []
+    for item in data:
+        try:
+            tasks.append(_structure_task(item))
+        except DecodeError:
+            continue
+    return tasks
+
+
+def decode_submission(data: object) -> Submission:
+    """Structure a submit answer ``{code, description, result, properties}``."""
+    return converter.structure(data, Submission)
+
+
+def encode_account_filter(account_filter: AccountFilter) -> dict[str, Any]:
+    """camelCase, with unset members omitted (``remix: null`` must not become a filter)."""
+    encoded: dict[str, Any] = converter.unstructure(account_filter)
+    if "modes" in encoded:
+        encoded["modes"] = list(encoded["modes"])
+    return encoded
