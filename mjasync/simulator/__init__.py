@@ -1,0 +1,60 @@
+"""An offline midjourney-proxy: an aiohttp server that speaks the proxy's HTTP API.
+
+It serves the ``/mj/submit/*`` and ``/mj/task/*`` routes of four dialects ("plus",
+"trueai", "newapi", "oss"), runs every task through a simulated queue and lifecycle
+(NOT_START -> SUBMITTED -> IN_PROGRESS n% -> SUCCESS/FAILURE, plus MODAL), serves real
+PNGs for the results, delivers notifyHook callbacks and plays seeded faults. It imports
+nothing from the client side of mjasync.
+
+In tests::
+
+    from mjasync.simulator import Simulator, Faults
+
+    async with Simulator(dialect="plus", time_scale=0.01) as sim:
+        # point a client at sim.base_url
+        ...
+        sim.inject("POST /mj/submit/imagine", "rate_limit", retry_after=0.01)
+        assert sim.requests["GET /mj/task/{id}/fetch"] > 0
+
+As a bare app (for ``aiohttp.test_utils.TestServer``): ``create_app(SimulatorConfig(...))``,
+with the state reachable through ``get_state(app)``.
+
+From a shell: ``python -m mjasync.simulator --port 8080 --dialect trueai``.
+
+Durations in the config are simulated seconds, multiplied by ``time_scale`` before
+sleeping; so is ``Faults.latency``. ``Faults.retry_after`` is sent verbatim.
+"""
+
+from __future__ import annotations
+
+from ._app import create_app
+from ._config import DIALECTS, Dialect, Faults, SimulatorConfig
+from ._context import STATE_KEY, SimulatorState, get_state
+from ._server import Simulator, run_forever
+from ._state import Button, Notification, RequestRecord, SimTask
+
+__all__ = [
+    "DIALECTS",
+    "STATE_KEY",
+    "Button",
+    "Dialect",
+    "Faults",
+    "Notification",
+    "RequestRecord",
+    "SimTask",
+    "Simulator",
+    "SimulatorConfig",
+    "SimulatorState",
+    "create_app",
+    "get_state",
+    "run_forever",
+    "serve",
+]
+
+
+def serve(argv: list[str] | None = None) -> int:
+    """Command-line entry (``python -m mjasync.simulator``): serve until Ctrl-C; returns 0."""
+    # Imported here so that importing the package does not pull in argparse.
+    from .__main__ import serve as _serve
+
+    return _serve(argv)

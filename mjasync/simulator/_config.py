@@ -1,0 +1,119 @@
+"""Configuration of the simulated proxy: dialect, capacity, timing and faults."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal, get_args
+
+Dialect = Literal["plus", "trueai", "newapi", "oss"]
+DIALECTS: tuple[str, ...] = get_args(Dialect)
+
+
+@dataclasses.dataclass(frozen=True)
+class Faults:
+    """Seeded, probabilistic faults applied per request (or per task) by the simulator.
+
+    Probabilities are in ``[0, 1]`` and are rolled independently for every request, with
+    the simulator's seeded RNG, so a run with the same seed and the same request order
+    misbehaves the same way.
+
+    * ``server_error``: answer HTTP 500, 502 or 503 (empty body) instead of handling.
+    * ``rate_limit``: answer HTTP 429 with ``Retry-After: <retry_after>`` and an empty body.
+      ``retry_after`` is sent as written (real seconds; it is *not* scaled by ``time_scale``,
+      so tests pick a small value).
+    * ``drop``: abort the TCP connection without any response.
+    * ``latency``: ``(min, max)`` *simulated* seconds slept before every request, scaled by
+      ``time_scale`` like every other duration of the simulator.
+    * ``malformed``: answer 200 with the real body truncated into invalid JSON.
+    * ``task_failure``: an accepted task ends in FAILURE with a Midjourney-like English reason.
+    * ``stuck``: an accepted task stays IN_PROGRESS forever (and keeps its slot).
+    * ``submit_fault_before``: a submit fails (500 or dropped) before any task is created.
+    * ``submit_fault_after``: a submit creates its task, then answers 500 or drops the
+      connection, so the client cannot know the task exists.
+    * ``notify_drop`` / ``notify_duplicate`` / ``notify_reorder``: a notifyHook delivery is
+      skipped, sent twice, or delayed so that it lands after later ones.
+    * ``routes``: when set, only requests to these routes get the probabilistic faults; items
+      may be ``"POST /mj/submit/imagine"``, ``"/mj/submit/imagine"`` or a short name such as
+      ``"imagine"`` (speed-mode prefixes are ignored).
+    """
+
+    server_error: float = 0.0
+    rate_limit: float = 0.0
+    retry_after: float = 1.0
+    drop: float = 0.0
+    latency: tuple[float, float] = (0.0, 0.0)
+    malformed: float = 0.0
+    task_failure: float = 0.0
+    stuck: float = 0.0
+    submit_fault_before: float = 0.0
+    submit_fault_after: float = 0.0
+    notify_drop: float = 0.0
+    notify_duplicate: float = 0.0
+    notify_reorder: float = 0.0
+    routes: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, float) and field.name != "retry_after" and not 0 <= value <= 1:
+                raise ValueError(f"Faults.{field.name} must be a probability in [0, 1]")
+        low, high = self.latency
+        if low < 0 or high < low:
+            raise ValueError("Faults.latency must be (min, max) with 0 <= min <= max")
+        routes: object = self.routes  # callers pass sets or lists too
+        if isinstance(routes, set | list | tuple):
+            object.__setattr__(self, "routes", frozenset(routes))
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulatorConfig:
+    """Everything that shapes one simulated proxy server.
+
+    Durations are *simulated* seconds; the server sleeps ``duration * time_scale`` real
+    seconds, so tests use ``time_scale`` around 0.001-0.01.
+
+    ``disabled_routes`` holds route names (``"list-by-condition"``), templates
+    (``"/mj/task/list-by-condition"``) or ``"METHOD /template"`` keys; those routes are not
+    registered and answer 404, like a server that lacks them.
+    """
+
+    dialect: Dialect = "plus"
+    api_key: str | None = None
+    slots: int = 3
+    queue_size: int = 10
+    time_scale: float = 1.0
+    queue_delay: float = 1.0
+    start_delay: float = 1.0
+    progress_steps: int = 4
+    step_delay: float = 1.0
+    seed_delay: float = 1.0
+    remix: bool = False
+    banned_words: tuple[str, ...] = ("gore",)
+    image_size: int = 64
+    disabled_routes: frozenset[str] = frozenset()
+    notify: bool = True
+    newapi_notify: bool = False
+    seed: int = 0
+    faults: Faults = dataclasses.field(default_factory=Faults)
+    numeric_ids: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dialect not in DIALECTS:
+            raise ValueError(f"dialect must be one of {DIALECTS}, not {self.dialect!r}")
+        if self.slots < 1 or self.queue_size < 0:
+            raise ValueError("slots must be >= 1 and queue_size >= 0")
+        if self.time_scale < 0 or self.progress_steps < 0:
+            raise ValueError("time_scale and progress_steps must be >= 0")
+        if not 1 <= self.image_size <= 4096:
+            raise ValueError("image_size must be between 1 and 4096")
+        # Accept any iterable from callers (a set literal, a list) but keep the frozen types.
+        disabled: object = self.disabled_routes
+        if isinstance(disabled, set | list | tuple):
+            object.__setattr__(self, "disabled_routes", frozenset(disabled))
+        banned: object = self.banned_words
+        if isinstance(banned, list | set | frozenset):
+            object.__setattr__(self, "banned_words", tuple(banned))
+
+    def scaled(self, simulated_seconds: float) -> float:
+        """Real seconds to wait for ``simulated_seconds`` of simulated time."""
+        return max(0.0, simulated_seconds * self.time_scale)
