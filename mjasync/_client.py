@@ -8,12 +8,14 @@ import random
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal, Self, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
 
 from . import __about__
+from ._download import DEFAULT_MAX_DOWNLOAD_BYTES, download_image, same_origin
 from ._errors import (
     APIError,
     ClientClosedError,
@@ -129,6 +131,7 @@ class Client:
         session: an aiohttp ``ClientSession`` you own.
         transport: any `AsyncTransport` (``mjasync.testing.MockTransport`` in tests).
         max_image_bytes: the largest image accepted as input.
+        max_download_bytes: the largest image `download` accepts (default 50 MB).
         image_seed_timeout: seconds for `image_seed`, which a proxy may hold ~60 s.
     """
 
@@ -150,6 +153,7 @@ class Client:
         transport: AsyncTransport | None = None,
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         image_seed_timeout: float = 65.0,
+        max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
     ) -> None:
         base = base_url if base_url is not None else os.environ.get("MJ_BASE_URL")
         if not base:
@@ -172,6 +176,10 @@ class Client:
         self.retry = retry if retry is not None else RetryPolicy()
         self.poll = poll if poll is not None else PollPolicy()
         self._max_image_bytes = max_image_bytes
+        if max_download_bytes <= 0:
+            msg = f"max_download_bytes must be > 0, got {max_download_bytes!r}"
+            raise InvalidRequestError(msg)
+        self._max_download_bytes = max_download_bytes
         self._headers = self._build_headers(key, headers)
         if notify_hook is not None and urlsplit(notify_hook).scheme not in {"http", "https"}:
             msg = f"notify_hook must be an http(s) URL, got {notify_hook!r}"
@@ -781,6 +789,64 @@ class Client:
                     submission_or_raise(body, where, response.status)
 
         await self._request("POST", f"/task/{target}/cancel", parse)
+
+    # -- chains and downloads --------------------------------------------------------
+
+    async def download(
+        self,
+        task: TaskRef,
+        directory: str | os.PathLike[str],
+        *,
+        filename: str | None = None,
+        max_bytes: int | None = None,
+    ) -> Path:
+        """Save a finished task's final image in *directory* and return its path.
+
+        The file is named after the task id (or *filename*) with the suffix the content
+        type calls for (``.png``, ``.jpg``, ``.webp``, ``.gif``). The body is streamed to
+        a temporary file in *directory*, checked (HTTP status, ``image/*`` type, size
+        cap, magic bytes and the format's end marker) and renamed over the final name,
+        so the final name only ever holds a complete image; every failure, cancellation
+        included, removes the temporary file. A complete image already saved under that
+        name is returned without downloading it again, so reruns are free. Transient
+        failures (connection errors, 5xx, 429) are retried with the client's
+        `RetryPolicy`. The API key is sent only when the image lives on this client's
+        own origin, never to a CDN. Download promptly: result URLs expire.
+
+        Args:
+            task: a SUCCESS `Task`; an id or `Submission` is fetched first.
+            directory: created if missing.
+            filename: a plain file name (no path separators, no ``..``); a ``.png``,
+                ``.jpg``, ``.webp`` or ``.gif`` suffix is replaced by the one that
+                matches the content.
+            max_bytes: the size cap (default: the client's ``max_download_bytes``).
+
+        Raises:
+            mjasync.InvalidRequestError: the task is not SUCCESS or has no image URL
+                (a preview is never saved), or *filename* is not a plain name.
+            mjasync.DecodeError: not an image, incomplete, or larger than the cap.
+            mjasync.APIError: the image host refused (``NotFoundError`` for a 404,
+                typically an expired link).
+        """
+        if self._closed:
+            msg = "this Client is closed"
+            raise ClientClosedError(msg)
+        snapshot = task if isinstance(task, Task) else await self.fetch(task)
+        url = snapshot.image_url or ""
+        if same_origin(url, self._base_url):
+            headers = {**self._headers, "Accept": "image/*"}
+        else:
+            headers = {"User-Agent": self._headers["User-Agent"], "Accept": "image/*"}
+        return await download_image(
+            snapshot,
+            directory,
+            transport=self._transport,
+            headers=headers,
+            retry=self.retry,
+            rng=self._rng,
+            filename=filename,
+            max_bytes=self._max_download_bytes if max_bytes is None else max_bytes,
+        )
 
 
 def _route_missing(error: APIError) -> bool:
