@@ -246,7 +246,7 @@ class Submission:
             return None
         if isinstance(value, int):
             return value
-        if isinstance(value, str) and value.isdigit():
+        if isinstance(value, str) and 0 < len(value) <= 18 and value.isascii() and value.isdigit():
             return int(value)
         return None
 

@@ -28,7 +28,7 @@ from ._errors import (
 )
 from ._models import Submission
 from ._retry import parse_retry_after
-from ._serde import decode_submission
+from ._serde import decode_submission, parse_int
 from ._transport import Response
 
 __all__ = ["ACCEPTED_CODES", "read_body", "submission_or_raise"]
@@ -69,8 +69,8 @@ def _code_of(body: object) -> int | None:
         code = body.get("code")
         if isinstance(code, int) and not isinstance(code, bool):
             return code
-        if isinstance(code, str) and code.strip().lstrip("-").isdigit():
-            return int(code)
+        if isinstance(code, str):
+            return parse_int(code)
     return None
 
 

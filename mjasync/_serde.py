@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,7 @@ __all__ = [
     "decode_task",
     "decode_tasks",
     "encode_account_filter",
+    "parse_int",
     "parse_progress",
     "parse_time",
 ]
@@ -40,6 +42,10 @@ _STATUSES = {status.value: status for status in TaskStatus}
 _ACTIONS = {action.value: action for action in TaskAction}
 # Epoch milliseconds past year 9999 overflow datetime; treat them as garbage, not a crash.
 _MAX_EPOCH_MS = 253_402_300_799_000
+# More digits than any id, code or time needs; int() would refuse > 4300 anyway.
+_MAX_DIGITS = 30
+# A percentage inside text: digits (a fraction is truncated), optional space, "%".
+_PERCENT = re.compile(r"(?<![0-9.])([0-9]{1,10})(?:\.[0-9]+)?\s*%")
 
 
 def _to_camel(name: str) -> str:
@@ -73,13 +79,27 @@ def _as_text(value: object) -> str | None:
     return None
 
 
+def parse_int(text: str) -> int | None:
+    """An optionally signed run of ASCII digits as an int; None for anything else.
+
+    ``str.isdigit`` alone is not enough: it accepts ``"²"``, which ``int()`` rejects, and
+    ``int()`` refuses strings over 4300 digits; both would escape as ValueError.
+    """
+    text = text.strip()
+    digits = text[1:] if text[:1] == "-" else text
+    if not digits or len(digits) > _MAX_DIGITS or not (digits.isascii() and digits.isdigit()):
+        return None
+    return int(text)
+
+
 def _as_int(value: object, default: int) -> int:
     if isinstance(value, bool):
         return default
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+    if isinstance(value, str):
+        parsed = parse_int(value)
+        return default if parsed is None else parsed
     return default
 
 
@@ -87,16 +107,12 @@ def parse_progress(value: object) -> int | None:
     """``"45%"`` -> 45; ``""``, text and garbage -> None; numbers are clamped to 0..100."""
     if isinstance(value, str):
         text = value.strip()
-        if text.endswith("%") and text[:-1].isdigit():
-            return min(int(text[:-1]), 100)
-        # Free text such as "Waiting to start (45%)": take the first "<digits>%".
-        percent = text.find("%")
-        if percent <= 0:
-            return None
-        start = percent
-        while start > 0 and text[start - 1].isdigit():
-            start -= 1
-        return min(int(text[start:percent]), 100) if start < percent else None
+        number = text[:-1]
+        if text.endswith("%") and 0 < len(number) <= 3 and number.isascii() and number.isdigit():
+            return min(int(number), 100)
+        # "12.5%", or free text such as "Waiting to start (45%)": the first "<n>%".
+        match = _PERCENT.search(text)
+        return min(int(match.group(1)), 100) if match is not None else None
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -111,10 +127,7 @@ def parse_time(value: object) -> datetime | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, str):
-        text = value.strip()
-        if not text.isdigit():
-            return None
-        value = int(text)
+        value = parse_int(value)
     if isinstance(value, float):
         if not math.isfinite(value):
             return None
