@@ -7,6 +7,7 @@ async with mjasync.Client("http://localhost:8080", "key") as mj:
 """
 
 from .__about__ import __version__
+from ._chains import gather_chains
 from ._client import AuthStyle, Client, TaskRef
 from ._errors import (
     APIError,
@@ -42,9 +43,10 @@ from ._models import (
     TaskAction,
     TaskStatus,
 )
-from ._poll import PollPolicy
+from ._poll import PollPolicy, PollStats, TaskWatch
 from ._retry import RetryPolicy
 from ._transport import AiohttpTransport, AsyncTransport, Request, Response, StreamResponse
+from ._webhook import NotificationResult
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -66,7 +68,9 @@ __all__ = [
     "MJError",
     "ModalRequiredError",
     "NotFoundError",
+    "NotificationResult",
     "PollPolicy",
+    "PollStats",
     "QueueFullError",
     "RateLimitError",
     "Request",
@@ -86,8 +90,10 @@ __all__ = [
     "TaskRef",
     "TaskStatus",
     "TaskTimeoutError",
+    "TaskWatch",
     "TransportError",
     "__version__",
+    "gather_chains",
 ]
 
 # Tracebacks and reprs say mjasync.TaskFailedError, not mjasync._errors.TaskFailedError.

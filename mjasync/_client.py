@@ -28,11 +28,18 @@ from ._errors import (
 )
 from ._images import DEFAULT_MAX_IMAGE_BYTES, ImageInput, to_data_uri
 from ._models import AccountFilter, Button, Submission, Task
-from ._poll import PollPolicy
+from ._poll import Poller, PollPolicy, PollStats, ProgressCallback, TaskWatch, await_waiter, outcome
 from ._responses import read_body, submission_or_raise
 from ._retry import RequestKind, RetryPolicy, retry_delay
 from ._serde import decode_task, decode_tasks, encode_account_filter
 from ._transport import AiohttpTransport, AsyncTransport, Request, Response
+from ._webhook import (
+    MAX_NOTIFICATION_BYTES,
+    NotificationBody,
+    NotificationResult,
+    aiohttp_handler,
+    read_notification,
+)
 
 __all__ = ["AuthStyle", "Client"]
 
@@ -200,6 +207,7 @@ class Client:
         self._list_route: str | None = "/task/list-by-condition"
         self._requests_sent = 0
         self._close_callbacks: list[Callable[[], Awaitable[None]]] = []
+        self._poller: Poller | None = None
 
     # -- configuration ---------------------------------------------------------------
 
@@ -684,6 +692,124 @@ class Client:
             raise InvalidRequestError(msg)
         return await self._submit(path, body)
 
+    # -- waiting ---------------------------------------------------------------------
+
+    def _get_poller(self) -> Poller:
+        if self._closed:
+            msg = "this Client is closed"
+            raise ClientClosedError(msg)
+        if self._poller is None:
+            self._poller = Poller(
+                self.poll,
+                fetch_batch=self._fetch_batch,
+                fetch_one=self.fetch,
+                per_id=lambda: self._list_route is None,
+                hooks=self._notify_hook is not None,
+            )
+            self._on_close(self._poller.aclose)
+        return self._poller
+
+    async def await_task(
+        self,
+        target: TaskRef,
+        *,
+        timeout: float | None = 600.0,
+        on_progress: ProgressCallback | None = None,
+    ) -> Task:
+        """Wait until a task finishes and return its SUCCESS snapshot.
+
+        Every waiter of this client shares one poller, which batches all awaited ids
+        into ``list-by-condition`` requests; with a ``notify_hook`` a notification wakes
+        the waiter at once. *on_progress* (a function or a coroutine function) gets each
+        changed snapshot (status, progress or preview URL), the final one included; if it
+        raises, this call raises that and the poller goes on for everyone else.
+        A `Task` that is already finished is judged without a request.
+
+        Args:
+            target: a `Submission`, a `Task` or a task id.
+            timeout: seconds from now; None waits forever.
+            on_progress: called once per changed snapshot.
+
+        Raises:
+            mjasync.TaskFailedError: the task ended in FAILURE (``.reason``).
+            mjasync.TaskCancelledError: the task was cancelled.
+            mjasync.ModalRequiredError: the task waits in MODAL (call `modal`).
+            mjasync.TaskNotFoundError: the server does not know the id (after
+                ``PollPolicy.not_found_grace``, not at the deadline).
+            mjasync.TaskTimeoutError: *timeout* ran out; ``.last`` is the last snapshot.
+            mjasync.ClientClosedError: the client was closed meanwhile.
+        """
+        task_id = task_id_of(target)
+        _check_timeout(timeout)
+        if isinstance(target, Task) and target.is_terminal:
+            return outcome(target)
+        waiter = self._get_poller().register(
+            task_id, keep_all=on_progress is not None, timeout=timeout
+        )
+        return await await_waiter(waiter, on_progress)
+
+    def watch(self, target: TaskRef, *, timeout: float | None = 600.0) -> TaskWatch:
+        """Iterate over a task's changed snapshots, ending with the final one.
+
+        ``async for task in mj.watch(sub): ...`` yields each new status, progress or
+        preview URL, then the SUCCESS, FAILURE, CANCEL or MODAL snapshot, and stops.
+        Unlike `await_task` it never raises for FAILURE: look at ``task.status``.
+        Breaking out of the loop stops the polling at once; ``async with`` works too.
+        The timeout starts at the first iteration.
+
+        Raises (while iterating):
+            mjasync.TaskTimeoutError: *timeout* ran out.
+            mjasync.TaskNotFoundError: the server does not know the id.
+            mjasync.ClientClosedError: the client was closed meanwhile.
+        """
+        task_id = task_id_of(target)
+        _check_timeout(timeout)
+        return TaskWatch(
+            lambda: self._get_poller().register(task_id, keep_all=True, timeout=timeout)
+        )
+
+    @property
+    def poll_stats(self) -> PollStats:
+        """Counters of this client's poller: ticks, status requests, snapshots…"""
+        if self._poller is None:
+            return PollStats()
+        return self._poller.stats()
+
+    async def handle_notification(
+        self,
+        body: NotificationBody,
+        *,
+        token: str | None,
+        max_bytes: int = MAX_NOTIFICATION_BYTES,
+    ) -> NotificationResult:
+        """Feed one notifyHook callback to the waiters, from any web framework.
+
+        Pass the raw body (or the JSON your framework decoded) and the ``token`` query
+        parameter of the request. Answer the HTTP request with ``result.status``:
+        401 (no token) and 403 (wrong token) change nothing; 413 above *max_bytes*;
+        400 when the body is not a task; 200 otherwise. An accepted snapshot wakes the
+        waiters of that task: progress at once, a final status after one confirming
+        fetch (unless ``trust_notifications``). Duplicates and late deliveries never
+        move a task backwards.
+        """
+        result = read_notification(
+            body, token=token, expected=self._notify_token, max_bytes=max_bytes
+        )
+        if result.task is not None and self._poller is not None and not self._closed:
+            woke = self._poller.notify(result.task, trust=self.trust_notifications)
+            if woke:
+                result = NotificationResult(result.status, result.reason, result.task, woke)
+        return result
+
+    @property
+    def webhook_handler(self) -> Callable[[Any], Awaitable[Any]]:
+        """An aiohttp handler for the notify route.
+
+        Mount it with ``app.router.add_post(path, mj.webhook_handler)``. The token is
+        checked before the body is read; a refused request gets 401/403.
+        """
+        return aiohttp_handler(self.handle_notification, lambda: self._notify_token)
+
     # -- queries ---------------------------------------------------------------------
 
     async def fetch(self, task_id: TaskRef) -> Task:
@@ -847,6 +973,12 @@ class Client:
             filename=filename,
             max_bytes=self._max_download_bytes if max_bytes is None else max_bytes,
         )
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and not timeout >= 0:
+        msg = f"timeout must be >= 0 seconds or None, got {timeout!r}"
+        raise InvalidRequestError(msg)
 
 
 def _route_missing(error: APIError) -> bool:

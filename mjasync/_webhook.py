@@ -1,0 +1,126 @@
+"""The notifyHook receiver: token check, size cap and parsing.
+
+Proxies sign nothing (reference §8): the only proof a callback came from the proxy we
+submitted to is the secret token we put in the hook URL. A notification is only a hint;
+the poller decides what it changes. This is the one module that imports ``aiohttp.web``,
+and only inside `aiohttp_handler`, so importing mjasync does not load the server side.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._errors import DecodeError
+from ._models import Task
+from ._serde import decode_json, decode_task
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+__all__ = [
+    "MAX_NOTIFICATION_BYTES",
+    "NotificationBody",
+    "NotificationResult",
+    "aiohttp_handler",
+    "check_token",
+    "read_notification",
+]
+
+MAX_NOTIFICATION_BYTES = 1 << 20
+"""The largest notification body accepted; trueai sends its whole task record, ~10 KB."""
+
+NotificationBody = bytes | bytearray | memoryview | str | Mapping[str, Any]
+"""A notification as received: the raw body, or JSON a framework already decoded."""
+
+
+@attrs.frozen
+class NotificationResult:
+    """What `Client.handle_notification` made of one notification.
+
+    ``status`` is the HTTP status to answer with: 200 accepted, 400 not a task,
+    401 no token, 403 wrong token, 413 too large. ``task`` is the parsed snapshot of an
+    accepted notification; ``woke`` is True when it named a task someone awaits.
+    """
+
+    status: int
+    reason: str = ""
+    task: Task | None = None
+    woke: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        """True for a 2xx status."""
+        return 200 <= self.status < 300
+
+
+def check_token(expected: str, given: str | None) -> NotificationResult | None:
+    """A refusal for a missing (401) or wrong (403) token; None when it matches."""
+    if not given:
+        return NotificationResult(401, "missing token")
+    # compare_digest on bytes: it refuses non-ASCII str, and timing must not leak length.
+    if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+        return NotificationResult(403, "wrong token")
+    return None
+
+
+def read_notification(
+    body: NotificationBody, *, token: str | None, expected: str, max_bytes: int
+) -> NotificationResult:
+    """Check the token first, then the size, then parse the task; nothing else happens."""
+    refused = check_token(expected, token)
+    if refused is not None:
+        return refused
+    if isinstance(body, Mapping):
+        data: object = body
+    else:
+        raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+        if len(raw) > max_bytes:
+            return NotificationResult(413, f"body larger than {max_bytes} bytes")
+        try:
+            data = decode_json(raw)
+        except DecodeError:
+            return NotificationResult(400, "body is not JSON")
+    try:
+        task = decode_task(data)
+    except DecodeError:
+        return NotificationResult(400, "body is not a task")
+    return NotificationResult(200, "accepted", task)
+
+
+Handle = Callable[..., Awaitable[NotificationResult]]
+
+
+def aiohttp_handler(
+    handle: Handle, expected: Callable[[], str], max_bytes: int = MAX_NOTIFICATION_BYTES
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """An aiohttp request handler that feeds ``handle(body, token=...)``.
+
+    A refused token is answered before the body is read, and the body is read with a
+    hard cap, so an unauthenticated caller cannot make the app buffer anything.
+    """
+    from aiohttp import web
+
+    async def webhook_handler(request: web.Request) -> web.StreamResponse:
+        token = request.query.get("token")
+        refused = check_token(expected(), token)
+        if refused is not None:
+            return web.Response(status=refused.status, text=refused.reason)
+        length = request.content_length
+        too_large = web.Response(status=413, text=f"body larger than {max_bytes} bytes")
+        if length is not None and length > max_bytes:
+            return too_large
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await request.content.read(65536):
+            size += len(chunk)
+            if size > max_bytes:
+                return too_large
+            chunks.append(chunk)
+        result = await handle(b"".join(chunks), token=token, max_bytes=max_bytes)
+        return web.Response(status=result.status, text=result.reason)
+
+    return webhook_handler

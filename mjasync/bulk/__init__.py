@@ -1,0 +1,33 @@
+"""Resumable bulk runs: many prompts, each imagined, upscaled and downloaded, journaled.
+
+```python
+from mjasync.bulk import run_bulk
+
+async with mjasync.Client() as mj:
+    report = await run_bulk(mj, "prompts.jsonl", "out/", actions="U1,U2", concurrency=4)
+print(report.done, report.failed, report.unknown)
+```
+
+Run the same call again after a crash (even ``kill -9``) and it resumes from the SQLite
+journal (``out/mjasync-journal.sqlite3`` by default): finished jobs are skipped, tasks
+in flight are waited on again, and no submit is sent twice unless the journal proves
+the first never reached the server.
+"""
+
+from ._input import InputError, Job, load_jobs, parse_actions, parse_jobs
+from ._journal import Journal, JournalError
+from ._runner import BulkEvent, BulkReport, BulkRunner, run_bulk
+
+__all__ = [
+    "BulkEvent",
+    "BulkReport",
+    "BulkRunner",
+    "InputError",
+    "Job",
+    "Journal",
+    "JournalError",
+    "load_jobs",
+    "parse_actions",
+    "parse_jobs",
+    "run_bulk",
+]

@@ -1,0 +1,323 @@
+"""The bulk runner and its input parsing, end to end against the in-process simulator."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+import mjasync
+from mjasync import ConnectError, Request, RequestTimeoutError, Response
+from mjasync.bulk import BulkEvent, InputError, Job, load_jobs, parse_actions, parse_jobs, run_bulk
+from mjasync.simulator import Faults, Simulator
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+FAST_POLL = mjasync.PollPolicy(interval=0.01, max_interval=0.02, first_poll=0.005)
+FAST = {"backoff": 0.01, "max_backoff": 0.05, "task_timeout": 20.0}
+
+
+def _complete_png(path: Path) -> bool:
+    data = path.read_bytes()
+    return data.startswith(PNG_SIGNATURE) and data.endswith(PNG_IEND)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    """A fast simulator: a simulated minute passes in a fraction of a real second."""
+    async with Simulator(dialect="plus", time_scale=0.002, seed=7) as server:
+        yield server
+
+
+@pytest.fixture
+async def mj(sim: Simulator) -> AsyncIterator[mjasync.Client]:
+    """A client that polls the simulator every few milliseconds."""
+    async with mjasync.Client(sim.base_url, "key", poll=FAST_POLL) as client:
+        yield client
+
+
+# -- input -------------------------------------------------------------------------------
+
+
+def test_plain_text_lines_become_jobs_with_stable_keys() -> None:
+    """One prompt a line; comments and blanks skipped; keys hash the line, repeats numbered."""
+    lines = ["# my prompts", "a fox", "", "a wolf", "a fox"]
+    jobs = parse_jobs(lines)
+    assert [job.prompt for job in jobs] == ["a fox", "a wolf", "a fox"]
+    assert [job.line for job in jobs] == [2, 4, 5]
+    assert jobs[2].key == f"{jobs[0].key}-2"
+    assert parse_jobs(lines) == jobs
+
+
+def test_jsonl_jobs_carry_images_actions_and_keys() -> None:
+    """JSONL lines give prompt, images, actions and an explicit key."""
+    jobs = parse_jobs(
+        [
+            '{"prompt": "a fox", "actions": ["u1", "U3"], "key": "fox"}',
+            '{"prompt": "a wolf", "images": ["https://x/y.png"], "actions": "all"}',
+            '{"prompt": "a hare"}',
+        ]
+    )
+    assert jobs[0] == Job(key="fox", prompt="a fox", actions=("U1", "U3"), line=1)
+    assert jobs[1].images == ("https://x/y.png",)
+    assert jobs[1].actions == ("U1", "U2", "U3", "U4")
+    assert jobs[2].actions is None
+
+
+def test_bad_jsonl_lines_are_reported_with_line_numbers() -> None:
+    """Every problem names its line; nothing runs until the file is right."""
+    with pytest.raises(InputError) as caught:
+        parse_jobs(
+            [
+                '{"prompt": "ok", "key": "a"}',
+                '{"prompt": "dup", "key": "a"}',
+                "{not json",
+                '{"prompt": ""}',
+                '{"prompt": "x", "colour": "red"}',
+            ],
+            name="jobs.jsonl",
+        )
+    message = str(caught.value)
+    for expected in (
+        "jobs.jsonl:2: key 'a' is already used on line 1",
+        "jobs.jsonl:3: not valid JSON",
+        "jobs.jsonl:4: prompt must be a non-empty string",
+        "jobs.jsonl:5: unknown field(s) colour",
+    ):
+        assert expected in message
+
+
+def test_an_empty_file_is_an_error(tmp_path: Path) -> None:
+    """A file with no prompts is a user error, not a successful run of nothing."""
+    path = tmp_path / "jobs.txt"
+    path.write_text("# nothing yet\n\n")
+    with pytest.raises(InputError, match="no jobs"):
+        load_jobs(path)
+    with pytest.raises(InputError, match="no such file"):
+        load_jobs(tmp_path / "missing.jsonl")
+
+
+def test_relative_image_paths_resolve_against_the_input_file(tmp_path: Path) -> None:
+    """``"images": ["ref.png"]`` means the file next to the jobs file, not the cwd."""
+    path = tmp_path / "jobs.jsonl"
+    path.write_text('{"prompt": "a fox", "images": ["ref.png", "https://h/i.png"]}\n')
+    (job,) = load_jobs(path)
+    assert job.images == (str(tmp_path / "ref.png"), "https://h/i.png")
+
+
+def test_parse_actions_accepts_lists_all_and_lowercase() -> None:
+    """``--actions`` takes ``U1,U2``, ``all``, ``none`` and lower case; duplicates collapse."""
+    assert parse_actions("u1, U2,U1") == ("U1", "U2")
+    assert parse_actions("all") == ("U1", "U2", "U3", "U4")
+    assert parse_actions("none") == ()
+    assert parse_actions(["vary_subtle"]) == ("vary_subtle",)
+
+
+# -- running -----------------------------------------------------------------------------
+
+
+async def test_every_job_is_imagined_upscaled_and_downloaded_once(
+    sim: Simulator, mj: mjasync.Client, tmp_path: Path
+) -> None:
+    """Five jobs with U1,U2: one imagine each, one action per button, complete PNGs."""
+    events: list[BulkEvent] = []
+    jobs = parse_jobs([f"a fox, number {i}" for i in range(5)])
+    report = await run_bulk(
+        mj, jobs, tmp_path, actions="U1,U2", concurrency=3, on_event=events.append, **FAST
+    )
+    assert report.ok, report.to_dict()
+    assert len(report.done) == 5
+    assert not report.skipped
+    assert sim.requests["POST /mj/submit/imagine"] == 5
+    assert sim.requests["POST /mj/submit/action"] == 10
+    assert len(report.files) == 15
+    assert all(_complete_png(path) for path in report.files)
+    on_disk = sorted(p.name for p in tmp_path.glob("*.png"))  # noqa: ASYNC240 - a test check
+    assert on_disk == sorted(p.name for p in report.files)
+    assert report.requests == mj.requests_sent
+    tags = {task.state for task in sim.tasks.values()}
+    for job in jobs:
+        for step in ("imagine", "U1", "U2"):
+            assert f"mjasync:{report.run_id}:{job.key}:{step}" in tags
+    kinds = {event.kind for event in events}
+    assert {"job_started", "task_submitted", "task_progress", "downloaded", "job_done"} <= kinds
+
+
+async def test_a_rerun_skips_finished_jobs_without_a_single_submit(
+    sim: Simulator, mj: mjasync.Client, tmp_path: Path
+) -> None:
+    """Running the same batch again sends no submit and downloads nothing."""
+    jobs = parse_jobs(["a fox", "a wolf"])
+    first = await run_bulk(mj, jobs, tmp_path, actions="U1", **FAST)
+    sim.reset_counters()
+    second = await run_bulk(mj, jobs, tmp_path, actions="U1", **FAST)
+    assert second.ok
+    assert set(second.skipped) == {job.key for job in jobs}
+    assert second.run_id == first.run_id
+    assert sum(sim.requests.values()) == 0
+    assert second.requests == 0
+    assert second.requests_total == first.requests
+
+
+async def test_new_buttons_on_a_finished_job_press_only_those(
+    sim: Simulator, mj: mjasync.Client, tmp_path: Path
+) -> None:
+    """Adding U3 later re-attaches the grid (a poll) and submits only the U3 action."""
+    jobs = parse_jobs(["a fox"])
+    await run_bulk(mj, jobs, tmp_path, actions="U1", **FAST)
+    sim.reset_counters()
+    report = await run_bulk(mj, jobs, tmp_path, actions="U1,U3", **FAST)
+    assert report.ok
+    assert sim.requests["POST /mj/submit/imagine"] == 0
+    assert sim.requests["POST /mj/submit/action"] == 1
+    assert len(list(tmp_path.glob("*.png"))) == 3  # noqa: ASYNC240 - a test check
+
+
+async def test_queue_full_pushes_back_and_every_job_still_finishes(tmp_path: Path) -> None:
+    """A one-slot server with a one-task queue refuses most submits; none is lost or doubled."""
+    async with (
+        Simulator(dialect="plus", time_scale=0.002, seed=3, slots=1, queue_size=1) as sim,
+        mjasync.Client(
+            sim.base_url, "key", poll=FAST_POLL, retry=mjasync.RetryPolicy(attempts=1)
+        ) as mj,
+    ):
+        events: list[BulkEvent] = []
+        jobs = parse_jobs([f"a hare {i}" for i in range(6)])
+        report = await run_bulk(
+            mj, jobs, tmp_path, actions="U1,U2", concurrency=6, on_event=events.append, **FAST
+        )
+        assert report.ok, report.to_dict()
+        created = list(sim.tasks.values())
+        assert len(created) == 6 * 3
+        assert any(event.kind == "backoff" for event in events)
+        with sqlite3.connect(report.journal) as db:
+            refused = db.execute("SELECT COUNT(*) FROM events WHERE what = 'never_sent'").fetchone()
+        assert refused[0] > 0
+
+
+class _Flaky(mjasync.AiohttpTransport):
+    """Fails chosen imagine submits: before sending (connect) or after (answer lost)."""
+
+    def __init__(self, *, connect_failures: int = 0, lost_answers: int = 0) -> None:
+        super().__init__()
+        self.connect_failures = connect_failures
+        self.lost_answers = lost_answers
+
+    async def send(self, request: Request) -> Response:
+        if request.url.endswith("/submit/imagine"):
+            if self.connect_failures:
+                self.connect_failures -= 1
+                raise ConnectError("could not connect: refused")
+            if self.lost_answers:
+                self.lost_answers -= 1
+                await super().send(request)
+                raise RequestTimeoutError("no response in time")
+        return await super().send(request)
+
+
+async def test_a_submit_that_never_left_is_resent(sim: Simulator, tmp_path: Path) -> None:
+    """A connect failure proves non-delivery: the runner sends again, one task results."""
+    transport = _Flaky(connect_failures=2)
+    retry = mjasync.RetryPolicy(attempts=1)
+    async with mjasync.Client(
+        sim.base_url, "key", poll=FAST_POLL, retry=retry, transport=transport
+    ) as mj:
+        report = await run_bulk(mj, parse_jobs(["a fox"]), tmp_path, **FAST)
+    assert report.ok
+    assert len(sim.tasks) == 1
+
+
+async def test_a_lost_answer_is_unknown_and_never_silently_resent(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """The server made a task but the answer was lost: report unknown, don't pay twice."""
+    jobs = parse_jobs(["a fox", "a wolf"])
+    async with mjasync.Client(
+        sim.base_url, "key", poll=FAST_POLL, transport=_Flaky(lost_answers=1)
+    ) as mj:
+        report = await run_bulk(mj, jobs, tmp_path, recover=False, **FAST)
+    assert len(report.unknown) == 1
+    assert len(report.done) == 1
+    (reason,) = report.unknown.values()
+    assert "--resubmit-unknown" in reason
+    assert len(sim.tasks) == 2
+    async with mjasync.Client(sim.base_url, "key", poll=FAST_POLL) as mj:
+        again = await run_bulk(mj, jobs, tmp_path, recover=False, **FAST)
+        assert again.unknown == report.unknown
+        assert len(sim.tasks) == 2
+        forced = await run_bulk(mj, jobs, tmp_path, recover=False, resubmit_unknown=True, **FAST)
+    assert forced.ok
+    assert len(sim.tasks) == 3  # the explicit flag paid for the lost task once more
+
+
+async def test_a_failed_task_fails_its_job_and_is_retried_only_on_request(
+    mj: mjasync.Client, sim: Simulator, tmp_path: Path
+) -> None:
+    """FAILURE is final for the job; a rerun reports it again; --retry-failed resubmits."""
+    sim.inject("POST /mj/submit/imagine", "task_failure", reason="Job action restricted")
+    jobs = parse_jobs(["a fox"])
+    report = await run_bulk(mj, jobs, tmp_path, **FAST)
+    (reason,) = report.failed.values()
+    assert "Job action restricted" in reason
+    again = await run_bulk(mj, jobs, tmp_path, **FAST)
+    assert again.failed
+    assert sim.requests["POST /mj/submit/imagine"] == 1
+    retried = await run_bulk(mj, jobs, tmp_path, retry_failed=True, **FAST)
+    assert retried.ok
+    assert sim.requests["POST /mj/submit/imagine"] == 2
+
+
+async def test_a_missing_button_fails_the_job_without_sending(
+    mj: mjasync.Client, sim: Simulator, tmp_path: Path
+) -> None:
+    """A button the grid lacks is a permanent failure, caught before any action is sent."""
+    report = await run_bulk(mj, parse_jobs(["a fox"]), tmp_path, actions="U9", **FAST)
+    (reason,) = report.failed.values()
+    assert "U9" in reason
+    assert sim.requests["POST /mj/submit/action"] == 0
+
+
+async def test_a_wrong_api_key_stops_the_run(tmp_path: Path) -> None:
+    """Authentication errors end the whole run at once: every job would get the same."""
+    async with (
+        Simulator(dialect="plus", time_scale=0.002, api_key="right") as sim,
+        mjasync.Client(sim.base_url, "wrong", poll=FAST_POLL) as mj,
+    ):
+        with pytest.raises(mjasync.AuthenticationError):
+            await run_bulk(mj, parse_jobs(["a fox", "a wolf", "a hare"]), tmp_path, **FAST)
+    with sqlite3.connect(tmp_path / "mjasync-journal.sqlite3") as db:
+        (outcome,) = db.execute("SELECT outcome FROM runs").fetchone()
+    assert outcome.startswith("stopped: AuthenticationError")
+
+
+async def test_the_report_serialises_to_json(
+    mj: mjasync.Client, tmp_path: Path, sim: Simulator
+) -> None:
+    """``to_dict`` is what ``--json`` prints: plain JSON types only."""
+    report = await run_bulk(mj, parse_jobs(["a fox"]), tmp_path, **FAST)
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["ok"] is True
+    assert data["done"] == 1
+    assert data["files"]
+
+
+async def test_faults_on_polls_and_downloads_are_absorbed(tmp_path: Path) -> None:
+    """5xx and 429 on reads are retried by the client; the batch still completes."""
+    faults = Faults(
+        server_error=0.1,
+        rate_limit=0.05,
+        retry_after=0.01,
+        routes=frozenset({"list-by-condition", "images"}),
+    )
+    async with (
+        Simulator(dialect="plus", time_scale=0.002, seed=11, faults=faults) as sim,
+        mjasync.Client(
+            sim.base_url, "key", poll=FAST_POLL, retry=mjasync.RetryPolicy(attempts=6, backoff=0.01)
+        ) as mj,
+    ):
+        report = await run_bulk(mj, parse_jobs(["a", "b", "c"]), tmp_path, actions="U1", **FAST)
+        assert report.ok, report.to_dict()
+        assert sim.requests["POST /mj/submit/imagine"] == 3
