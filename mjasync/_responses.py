@@ -152,9 +152,13 @@ def read_body(response: Response, where: str, *, task_id: str | None = None) -> 
         msg = f"{where}: rate limited: {reason} (HTTP 429)"
         raise RateLimitError(msg, retry_after=retry_after, body=body, **common)
     if code is not None:
-        raise _error_for_code(
+        error = _error_for_code(
             where, status, code, description, body, task_id=task_id, retry_after=retry_after
         )
+        # A 5xx is the server failing, not a verdict on the request, unless the body
+        # says "not now" (queue full, rate limited): keep it a retryable ServerError.
+        if status < 500 or isinstance(error, RateLimitError | QueueFullError):
+            raise error
     if status >= 500:
         msg = f"{where}: server error: {reason} (HTTP {status})"
         raise ServerError(msg, body=body, **common)
