@@ -795,8 +795,10 @@ class Client:
         result = read_notification(
             body, token=token, expected=self._notify_token, max_bytes=max_bytes
         )
-        if result.task is not None and self._poller is not None and not self._closed:
-            woke = self._poller.notify(result.task, trust=self.trust_notifications)
+        if result.task is not None and not self._closed:
+            # Through _get_poller: a hook may beat the first await_task, and the
+            # poller keeps it for that waiter.
+            woke = self._get_poller().notify(result.task, trust=self.trust_notifications)
             if woke:
                 result = NotificationResult(result.status, result.reason, result.task, woke)
         return result

@@ -22,7 +22,7 @@ import logging
 import math
 import random
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -71,6 +71,9 @@ _RANKS: dict[str, int] = {
     "CANCEL": _FINAL_RANK,
 }
 _QUEUED_GROWTH = 1.5
+# Notifications for ids nobody awaits yet (the hook raced the submit answer, or the
+# caller awaits later) are kept this many at a time, newest first, for a later waiter.
+_EARLY_NOTIFICATIONS = 4096
 _MIN_RECHECK = 0.001
 
 
@@ -366,6 +369,7 @@ class Poller:
         self._heap: list[tuple[float, int, _Entry]] = []
         self._seq = itertools.count()
         self._confirms: list[_Entry] = []
+        self._early: OrderedDict[str, tuple[Task, bool]] = OrderedDict()
         self._bucket = _Bucket(policy.max_requests_per_second)
         self._rng = random.Random()
         self._task: asyncio.Task[None] | None = None
@@ -395,14 +399,19 @@ class Poller:
             raise ClientClosedError(msg)
         self._ensure_running()
         entry = self._entries.get(task_id)
+        early = None
         if entry is None:
             entry = self._entries[task_id] = _Entry(task_id)
             self._schedule(entry, time.monotonic(), self.policy.first_poll)
+            early = self._early.pop(task_id, None)
         waiter = Waiter(self, entry, keep_all, timeout)
         entry.waiters.append(waiter)
         self._waiters += 1
         if entry.last is not None:
             waiter._push(entry.last, final=False)
+        if early is not None:
+            task, trust = early
+            self.notify(task, trust=trust)
         return waiter
 
     def _unregister(self, waiter: Waiter) -> None:
@@ -437,10 +446,13 @@ class Poller:
         """
         entry = self._entries.get(task.id)
         if entry is None:
+            self._remember(task, trust)
             return False
         self._notifications += 1
         if trust or not is_final(task):
-            self._apply(entry, task)
+            if not entry.confirm:
+                # Behind a final hint awaiting its confirming fetch, progress is stale.
+                self._apply(entry, task)
             return True
         if not entry.confirm:
             entry.confirm = True
@@ -448,6 +460,16 @@ class Poller:
                 self._confirms.append(entry)
                 self._wake(-math.inf)
         return True
+
+    def _remember(self, task: Task, trust: bool) -> None:
+        early = self._early
+        held = early.get(task.id)
+        if held is not None and _RANKS.get(held[0].status, 0) > _RANKS.get(task.status, 0):
+            return
+        early[task.id] = (task, trust)
+        early.move_to_end(task.id)
+        if len(early) > _EARLY_NOTIFICATIONS:
+            early.popitem(last=False)
 
     # -- the loop ------------------------------------------------------------------------
 

@@ -274,7 +274,8 @@ async def test_watch_times_out_with_last_snapshot() -> None:
         seen: list[str] = []
 
         async def consume() -> None:
-            seen.extend([task.status async for task in mj.watch("4", timeout=0.05)])
+            async for task in mj.watch("4", timeout=0.05):
+                seen.append(task.status)  # noqa: PERF401 -- must survive the raise
 
         with pytest.raises(mjasync.TaskTimeoutError) as caught:
             await consume()
