@@ -1020,3 +1020,39 @@ async def test_cli_serves_and_prints_base_url(http: aiohttp.ClientSession) -> No
     finally:
         proc.terminate()
         await proc.wait()
+
+
+async def test_notify_reorder_delays_but_delivers(http: aiohttp.ClientSession) -> None:
+    """notify_reorder holds deliveries back; all of them still arrive, once each."""
+    server, received = await _receiver()
+    try:
+        async with Simulator(
+            dialect="plus", progress_steps=2, faults=Faults(notify_reorder=1.0), **FAST
+        ) as sim:
+            hook = str(server.make_url("/hook"))
+            _, body = await post(
+                http, sim, "/mj/submit/imagine", {"prompt": "c", "notifyHook": hook}
+            )
+            await wait_for(sim, body["result"], {"SUCCESS"})
+            for _ in range(2000):
+                if len(received) >= 4:
+                    break
+                await asyncio.sleep(0.001)
+        assert sorted(r["progress"] for r in received) == ["0%", "100%", "33%", "66%"]
+    finally:
+        await server.close()
+
+
+async def test_trueai_enable_remix_needs_remix_account(http: aiohttp.ClientSession) -> None:
+    """trueai's enableRemix forces a modal, and is refused when the account has remix off."""
+    for remix, code in ((False, 4), (True, 21)):
+        async with Simulator(dialect="trueai", remix=remix, **FAST) as sim:
+            grid = await finished(http, sim)
+            custom_id = f"MJ::JOB::reroll::0::{sim.tasks[grid].message_hash}::SOLO"
+            _, body = await post(
+                http,
+                sim,
+                "/mj/submit/action",
+                {"taskId": grid, "customId": custom_id, "enableRemix": True},
+            )
+            assert body["code"] == code

@@ -21,8 +21,21 @@ with the state reachable through ``get_state(app)``.
 
 From a shell: ``python -m mjasync.simulator --port 8080 --dialect trueai``.
 
-Durations in the config are simulated seconds, multiplied by ``time_scale`` before
-sleeping; so is ``Faults.latency``. ``Faults.retry_after`` is sent verbatim.
+Behaviour worth knowing (where the real servers differ or are unknown, the simulator picks):
+
+* Durations in the config are simulated seconds, multiplied by ``time_scale`` before
+  sleeping; so is ``Faults.latency`` and ``inject(..., "latency", seconds=)`` (use
+  ``real_seconds=`` for wall-clock time). ``Retry-After`` is sent verbatim, unscaled.
+* A task that has to wait for a slot is answered with code 22 and
+  ``numberOfQueues`` = its 1-based place in the waiting queue (new-api: code 1, same
+  properties). Queue full: 23 (oss/plus), 9 (trueai), HTTP 400 code 23 (new-api).
+* ``/submit/modal``: trueai and new-api run the MODAL task under the same id; PLUS answers
+  with a new id and closes the MODAL task as CANCEL (never pushed to notifyHook).
+* new-api reports ``status: ""`` on the first read (fetch or list) of each task.
+* The ``/sim/*`` asset routes get no probabilistic faults unless ``Faults.routes`` names
+  them; injected faults reach them.
+* aiohttp's client retries an idempotent request once after a disconnect, so a single
+  injected ``drop`` on a GET route may be invisible to it; inject ``times=2``.
 """
 
 from __future__ import annotations
