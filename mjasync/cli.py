@@ -1,0 +1,711 @@
+"""The ``mjasync`` command line: demo, simulator, imagine, action, task, seed and batch.
+
+Exit codes (also in ``mjasync --help``): 0 ok; 1 some jobs (or the task) failed or
+have an unknown outcome; 2 usage or configuration error; 3 API, authentication or
+connection error; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from . import __about__
+from ._client import Client
+from ._errors import (
+    ButtonNotFoundError,
+    InvalidRequestError,
+    MJError,
+    TaskError,
+    TaskTimeoutError,
+    TransportError,
+)
+from ._models import Task
+from ._poll import PollPolicy
+from .bulk import BulkEvent, BulkReport, BulkRunner, Job, parse_actions
+
+__all__ = [
+    "EXIT_API",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "build_parser",
+    "main",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_API = 3
+EXIT_INTERRUPTED = 130
+
+_EPILOG = """\
+configuration: flags, else the environment: MJ_BASE_URL, MJ_API_KEY, MJ_AUTH.
+
+exit codes:
+  0    ok
+  1    some jobs (or the task) failed, or have an unknown submit outcome
+  2    usage or configuration error (bad flag, missing MJ_BASE_URL, malformed input)
+  3    API, authentication or connection error
+  130  interrupted (Ctrl-C); a batch resumes when the same command is run again
+
+start here:  mjasync demo
+"""
+
+DEMO_PROMPTS = (
+    ("a red fox in the snow, watercolor --ar 3:2", "U1,U2,U3,U4"),
+    ("a lighthouse at dusk, oil painting", "U1,U2,U3,U4"),
+    ("a paper crane on a desk, macro photo", "U1,U2"),
+    ("a city of glass under the sea, concept art", "U1,U2"),
+    ("an owl made of autumn leaves", ""),
+    ("a tiny robot watering a bonsai, isometric", ""),
+)
+
+try:  # rich is optional: without it the CLI prints plain progress lines.
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TaskID,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.table import Table
+
+    HAVE_RICH = True
+except ImportError:  # pragma: no cover - exercised only without the cli extra
+    HAVE_RICH = False
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called; printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, not the whole usage block: scripts log stderr.
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# -- output ----------------------------------------------------------------------------
+
+
+def _task_dict(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "action": str(task.action) if task.action is not None else None,
+        "status": str(task.status),
+        "progress": task.progress,
+        "prompt": task.prompt,
+        "state": task.state,
+        "image_url": task.image_url,
+        "fail_reason": task.fail_reason,
+        "buttons": [button.describe() for button in task.buttons],
+        "submit_time": task.submit_time.isoformat() if task.submit_time else None,
+        "finish_time": task.finish_time.isoformat() if task.finish_time else None,
+    }
+
+
+class _Out:
+    """Where results go: JSON on stdout with ``--json``, else human lines; progress on stderr."""
+
+    def __init__(self, as_json: bool, stdout: TextIO, stderr: TextIO) -> None:
+        self.json = as_json
+        self.stdout = stdout
+        self.stderr = stderr
+        self.fancy = HAVE_RICH and not as_json and stderr.isatty()
+
+    def result(self, data: dict[str, Any], human: Sequence[str]) -> None:
+        if self.json:
+            print(json.dumps(data, ensure_ascii=False), file=self.stdout)
+        else:
+            for line in human:
+                print(line, file=self.stdout)
+
+    def note(self, line: str) -> None:
+        if not self.json:
+            print(line, file=self.stderr)
+
+    def error(self, message: str) -> None:
+        print(f"mjasync: error: {message}", file=self.stderr)
+        if self.json:
+            print(json.dumps({"ok": False, "error": message}), file=self.stdout)
+
+
+class _TaskBars:
+    """A progress line per task being waited on (rich bars, else a line per change)."""
+
+    def __init__(self, out: _Out) -> None:
+        self.out = out
+        self._progress: Any = None
+        self._rows: dict[str, Any] = {}
+        self._last: dict[str, tuple[str, int | None]] = {}
+        if out.fancy:
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TimeElapsedColumn(),
+                console=Console(file=out.stderr),
+            )
+
+    def __enter__(self) -> _TaskBars:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def callback(self, label: str) -> Callable[[Task], None]:
+        def update(task: Task) -> None:
+            percent = 100 if task.status == "SUCCESS" else task.progress or 0
+            if self._progress is not None:
+                row = self._rows.get(label)
+                if row is None:
+                    row = self._rows[label] = self._progress.add_task(label, total=100)
+                self._progress.update(row, completed=percent, description=f"{label} {task.status}")
+                return
+            key = (str(task.status), task.progress)
+            if self._last.get(label) != key:
+                self._last[label] = key
+                self.out.note(f"{label}: {task.status} {percent}%")
+
+        return update
+
+
+class _BulkDisplay(AbstractContextManager["_BulkDisplay"]):
+    """Bulk progress: a jobs bar with done/failed and an ETA, and a line per task in flight."""
+
+    def __init__(self, out: _Out, total: int) -> None:
+        self.out = out
+        self.total = total
+        self.done = 0
+        self.failed = 0
+        self.unknown = 0
+        self._progress: Any = None
+        self._rows: dict[tuple[str, str], Any] = {}
+        self._last_backoff = 0.0
+        if out.fancy:
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TimeRemainingColumn(),
+                console=Console(file=out.stderr),
+            )
+            self._jobs: TaskID = self._progress.add_task(self._summary(), total=total)
+
+    def _summary(self) -> str:
+        text = f"jobs  [green]{self.done} done[/]"
+        if self.failed:
+            text += f"  [red]{self.failed} failed[/]"
+        if self.unknown:
+            text += f"  [yellow]{self.unknown} unknown[/]"
+        return text
+
+    def __enter__(self) -> _BulkDisplay:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._progress is not None:
+            for row in self._rows.values():
+                self._progress.remove_task(row)
+            self._rows.clear()
+            self._progress.stop()
+
+    def __call__(self, event: BulkEvent) -> None:
+        kind = event.kind
+        finished = {"job_done": "done", "job_skipped": "done", "job_failed": "failed"}
+        if kind in finished or kind == "job_unknown":
+            if kind == "job_unknown":
+                self.unknown += 1
+            elif finished[kind] == "done":
+                self.done += 1
+            else:
+                self.failed += 1
+            self._drop_rows(event.job.key)
+            self._job_line(event)
+        elif kind in {"task_submitted", "task_progress"} and event.step is not None:
+            self._task_row(event)
+        elif kind == "downloaded" and event.step is not None:
+            self._drop_row((event.job.key, event.step))
+        elif kind == "backoff" and time.monotonic() - self._last_backoff > 5:
+            # Rate-limited on purpose: under a full queue every submitter backs off at once.
+            self._last_backoff = time.monotonic()
+            self._print(f"server pushed back ({event.message})")
+
+    def _print(self, line: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(line, markup=False, highlight=False)
+        else:
+            self.out.note(line)
+
+    def _job_line(self, event: BulkEvent) -> None:
+        finished = self.done + self.failed + self.unknown
+        if self._progress is not None:
+            self._progress.update(self._jobs, completed=finished, description=self._summary())
+            if event.kind in {"job_failed", "job_unknown"}:
+                word = "failed" if event.kind == "job_failed" else "unknown"
+                self._print(f"{word}: {event.job.key}: {event.message}")
+            return
+        word = {"job_done": "done", "job_skipped": "done (earlier run)"}.get(
+            event.kind, "failed" if event.kind == "job_failed" else "unknown"
+        )
+        detail = f": {event.message}" if event.message else ""
+        self.out.note(f"[{finished}/{self.total}] {word} {event.job.key}{detail}")
+
+    def _task_row(self, event: BulkEvent) -> None:
+        if self._progress is None or event.step is None:
+            return
+        key = (event.job.key, event.step)
+        task = event.task
+        percent = (100 if task.status == "SUCCESS" else task.progress or 0) if task else 0
+        status = task.status if task else "SUBMITTED"
+        label = f"  {event.job.key[:16]} {event.step:<7} {status}"
+        row = self._rows.get(key)
+        if row is None:
+            self._rows[key] = self._progress.add_task(label, total=100, completed=percent)
+        else:
+            self._progress.update(row, completed=percent, description=label)
+
+    def _drop_row(self, key: tuple[str, str]) -> None:
+        row = self._rows.pop(key, None)
+        if row is not None and self._progress is not None:
+            self._progress.remove_task(row)
+
+    def _drop_rows(self, job_key: str) -> None:
+        for key in [k for k in self._rows if k[0] == job_key]:
+            self._drop_row(key)
+
+
+# -- commands --------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace, **extra: Any) -> Client:
+    if args.poll_interval is not None:
+        interval = args.poll_interval
+        extra.setdefault(
+            "poll",
+            PollPolicy(
+                interval=interval, max_interval=max(interval, 10.0), first_poll=min(interval, 0.5)
+            ),
+        )
+    return Client(
+        args.base_url,
+        args.api_key,
+        auth=args.auth,
+        mode=args.mode,
+        timeout=args.timeout,
+        **extra,
+    )
+
+
+async def _cmd_imagine(args: argparse.Namespace, out: _Out) -> int:
+    buttons = parse_actions(args.upscale)
+    async with _client(args) as mj:
+        submission = await mj.imagine(args.prompt)
+        out.note(f"submitted imagine task {submission.task_id}")
+        with _TaskBars(out) as bars:
+            grid = await mj.await_task(
+                submission, timeout=args.wait_timeout, on_progress=bars.callback("imagine")
+            )
+            results: list[Task] = []
+            if buttons:
+
+                async def press(button: str) -> Task:
+                    return await mj.run_action(
+                        grid,
+                        button,
+                        timeout=args.wait_timeout,
+                        on_progress=bars.callback(button),
+                    )
+
+                results = list(await asyncio.gather(*(press(b) for b in buttons)))
+        files: list[Path] = []
+        if args.out:
+            for task, name in [(grid, "grid"), *zip(results, buttons, strict=True)]:
+                files.append(await mj.download(task, args.out, filename=f"{task.id}-{name}"))
+    out.result(
+        {
+            "ok": True,
+            "task": _task_dict(grid),
+            "actions": {b: _task_dict(t) for b, t in zip(buttons, results, strict=True)},
+            "files": [str(f) for f in files],
+        },
+        [
+            f"task {grid.id}: {grid.status}",
+            f"image: {grid.image_url}",
+            *(f"{b}: task {t.id} {t.image_url}" for b, t in zip(buttons, results, strict=True)),
+            *(f"saved {f}" for f in files),
+        ],
+    )
+    return EXIT_OK
+
+
+async def _cmd_action(args: argparse.Namespace, out: _Out) -> int:
+    async with _client(args) as mj:
+        parent = await mj.fetch(args.task_id)
+        with _TaskBars(out) as bars:
+            task = await mj.run_action(
+                parent,
+                args.button,
+                prompt=args.prompt,
+                timeout=args.wait_timeout,
+                on_progress=bars.callback(args.button),
+            )
+        files = [await mj.download(task, args.out)] if args.out else []
+    out.result(
+        {"ok": True, "task": _task_dict(task), "files": [str(f) for f in files]},
+        [f"task {task.id}: {task.status}", f"image: {task.image_url}"]
+        + [f"saved {f}" for f in files],
+    )
+    return EXIT_OK
+
+
+async def _cmd_task(args: argparse.Namespace, out: _Out) -> int:
+    async with _client(args) as mj:
+        if args.wait:
+            with _TaskBars(out) as bars:
+                task = await mj.await_task(
+                    args.task_id, timeout=args.wait_timeout, on_progress=bars.callback("task")
+                )
+        else:
+            task = await mj.fetch(args.task_id)
+    buttons = ", ".join(b.describe() for b in task.buttons) or "none"
+    progress = f" {task.progress}%" if task.progress is not None else ""
+    out.result(
+        {"ok": True, "task": _task_dict(task)},
+        [
+            f"task {task.id}: {task.action or '?'} {task.status}{progress}",
+            f"prompt: {task.prompt}",
+            f"image: {task.image_url or '-'}",
+            f"buttons: {buttons}",
+        ]
+        + ([f"failed: {task.fail_reason}"] if task.fail_reason else []),
+    )
+    return EXIT_FAILED if task.status in {"FAILURE", "CANCEL"} else EXIT_OK
+
+
+async def _cmd_seed(args: argparse.Namespace, out: _Out) -> int:
+    async with _client(args) as mj:
+        seed = await mj.image_seed(args.task_id)
+    out.result({"ok": True, "task_id": args.task_id, "seed": seed}, [seed])
+    return EXIT_OK
+
+
+async def _run_batch(
+    mj: Client,
+    out: _Out,
+    jobs: Sequence[Job] | Path,
+    out_dir: Path,
+    **options: Any,
+) -> BulkReport:
+    from .bulk import load_jobs
+
+    job_list = load_jobs(jobs) if isinstance(jobs, Path) else list(jobs)
+    display: AbstractContextManager[Any]
+    display = _BulkDisplay(out, len(job_list)) if not out.json else nullcontext(None)
+    with display as on_event:
+        runner = BulkRunner(mj, out_dir, on_event=on_event, **options)
+        return await runner.run(job_list)
+
+
+def _report_lines(report: BulkReport, out: _Out) -> list[str]:
+    lines = [
+        f"{len(report.done)} of {report.total} jobs done"
+        + (f" ({len(report.skipped)} in an earlier run)" if report.skipped else "")
+        + f", {len(report.failed)} failed, {len(report.unknown)} unknown"
+        + f"; {report.requests} requests ({report.requests_total} over all runs)"
+        + f" in {report.elapsed:.1f}s",
+    ]
+    lines += [f"  failed  {key}: {reason}" for key, reason in report.failed.items()]
+    lines += [f"  unknown {key}: {reason}" for key, reason in report.unknown.items()]
+    lines.append(f"images: {report.out_dir}   journal: {report.journal}")
+    return lines
+
+
+async def _cmd_batch(args: argparse.Namespace, out: _Out) -> int:
+    async with _client(args) as mj:
+        report = await _run_batch(
+            mj,
+            out,
+            Path(args.file),
+            Path(args.out),
+            journal=args.journal,
+            actions=args.actions,
+            concurrency=args.concurrency,
+            task_timeout=args.wait_timeout,
+            resubmit_unknown=args.resubmit_unknown,
+            retry_failed=args.retry_failed,
+        )
+    out.result(report.to_dict(), _report_lines(report, out))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _prepare_demo(out_dir: Path) -> Path:
+    """Clear the previous demo and write its jobs file (blocking, but a handful of files)."""
+    # A demo always starts afresh: the old journal names tasks of a simulator that is gone.
+    for old in [*out_dir.glob("demo-*.png"), *out_dir.glob("demo-journal.sqlite3*")]:
+        old.unlink()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "demo-jobs.jsonl"
+    with path.open("w", encoding="utf-8") as handle:
+        for number, (prompt, actions) in enumerate(DEMO_PROMPTS, 1):
+            line = {"key": f"demo-{number}", "prompt": prompt, "actions": actions}
+            handle.write(json.dumps(line) + "\n")
+    return path
+
+
+async def _cmd_demo(args: argparse.Namespace, out: _Out) -> int:
+    from .simulator import Simulator
+
+    out_dir = Path(args.out)
+    jobs = _prepare_demo(out_dir)
+    async with Simulator(
+        dialect="plus", time_scale=args.time_scale, seed=1, slots=6, queue_size=24
+    ) as sim:
+        out.note(f"simulator listening on {sim.base_url} (time scale {args.time_scale})")
+        poll = PollPolicy(interval=0.3, max_interval=1.0, first_poll=0.2)
+        async with Client(sim.base_url, "demo-key", poll=poll) as mj:
+            report = await _run_batch(
+                mj, out, jobs, out_dir, journal=out_dir / "demo-journal.sqlite3", concurrency=6
+            )
+    if out.json:
+        out.result(report.to_dict(), [])
+    else:
+        _demo_summary(report, jobs, out)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _demo_summary(report: BulkReport, jobs_file: Path, out: _Out) -> None:
+    from .bulk import load_jobs
+
+    jobs = load_jobs(jobs_file)
+    by_job: dict[str, list[str]] = {job.key: [] for job in jobs}
+    for path in report.files:
+        key = path.stem.rsplit("-", 1)[0]
+        by_job.setdefault(key, []).append(path.name)
+    if HAVE_RICH:
+        table = Table(title="mjasync demo", title_justify="left")
+        for column in ("job", "prompt", "result", "images"):
+            table.add_column(column)
+        for job in jobs:
+            result = (
+                "[green]done[/]"
+                if job.key in report.done
+                else f"[red]{report.failed.get(job.key) or report.unknown.get(job.key)}[/]"
+            )
+            table.add_row(job.key, job.prompt, result, str(len(by_job.get(job.key, []))))
+        Console(file=out.stdout).print(table)
+    for line in _report_lines(report, out):
+        print(line, file=out.stdout)
+    print(
+        "next: point the CLI at your proxy (MJ_BASE_URL, MJ_API_KEY) and run "
+        "`mjasync batch prompts.jsonl --out DIR`",
+        file=out.stdout,
+    )
+
+
+def _cmd_simulator(argv: Sequence[str]) -> int:
+    from .simulator.__main__ import serve
+
+    return serve(list(argv))
+
+
+# -- parsing and main ------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _common_options(suppress: bool) -> _Parser:
+    """The global flags, accepted before or after the command name."""
+    parent = _Parser(add_help=False)
+    default: Any = argparse.SUPPRESS if suppress else None
+    group = parent.add_argument_group("connection (also MJ_BASE_URL, MJ_API_KEY, MJ_AUTH)")
+    group.add_argument("--base-url", default=default, help="the proxy, e.g. https://host")
+    group.add_argument("--api-key", default=default, help="the key (prefer MJ_API_KEY)")
+    group.add_argument(
+        "--auth",
+        choices=("bearer", "authorization", "mj-api-secret"),
+        default=default,
+        help="how the key is sent (default bearer)",
+    )
+    group.add_argument("--mode", default=default, help="fast, relax or turbo path prefix")
+    group.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=argparse.SUPPRESS if suppress else 30.0,
+        help="seconds per HTTP request (default 30)",
+    )
+    group.add_argument(
+        "--poll-interval",
+        type=_positive_float,
+        default=argparse.SUPPRESS if suppress else None,
+        help="seconds between status polls of a running task (default 2)",
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="print machine-readable JSON on stdout, no progress bars",
+    )
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``mjasync`` argument parser."""
+    parser = _Parser(
+        prog="mjasync",
+        description="Midjourney via a midjourney-proxy server: single tasks, resumable "
+        "bulk runs, and an offline simulator.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[_common_options(suppress=False)],
+    )
+    parser.add_argument("--version", action="version", version=__about__.__version__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    common = [_common_options(suppress=True)]
+
+    def wait_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--wait-timeout",
+            type=_positive_float,
+            default=600.0,
+            help="seconds to wait for one task (default 600)",
+        )
+
+    demo = sub.add_parser(
+        "demo", help="run a small bulk job against a built-in simulator", parents=common
+    )
+    demo.add_argument("--out", default="mjasync-demo-out", help="where images go")
+    demo.add_argument(
+        "--time-scale", type=_positive_float, default=0.6, help="simulated seconds per second"
+    )
+    sub.add_parser(
+        "simulator",
+        help="serve the offline simulator (see `mjasync simulator --help`)",
+        add_help=False,
+    )
+
+    imagine = sub.add_parser("imagine", help="imagine one prompt", parents=common)
+    imagine.add_argument("prompt")
+    imagine.add_argument("--upscale", help="buttons to press after: U1,U2 or all")
+    imagine.add_argument("--out", help="download the images into this directory")
+    wait_option(imagine)
+
+    action = sub.add_parser("action", help="press a button of a finished task", parents=common)
+    action.add_argument("task_id")
+    action.add_argument("button", help="U1, V2, vary_region, a label, an emoji or a customId")
+    action.add_argument("--prompt", help="the prompt for a button that opens a modal")
+    action.add_argument("--out", help="download the result into this directory")
+    wait_option(action)
+
+    task = sub.add_parser("task", help="show a task", parents=common)
+    task.add_argument("task_id")
+    task.add_argument("--wait", action="store_true", help="wait until it finishes")
+    wait_option(task)
+
+    seed = sub.add_parser("seed", help="print a finished task's seed", parents=common)
+    seed.add_argument("task_id")
+
+    batch = sub.add_parser(
+        "batch",
+        help="run a JSONL or text file of prompts, resumably",
+        parents=common,
+        description="Each job: imagine, wait, press its buttons, download everything. "
+        "Rerun the same command after a crash to resume from the journal.",
+    )
+    batch.add_argument("file", help="JSONL (prompt, images, actions, key) or one prompt a line")
+    batch.add_argument("--out", required=True, help="where images go")
+    batch.add_argument("--journal", help="the SQLite journal (default OUT/mjasync-journal.sqlite3)")
+    batch.add_argument("--actions", default="", help="buttons for jobs naming none: U1,U2 or all")
+    batch.add_argument("--concurrency", type=_positive_int, default=4, help="jobs in flight")
+    batch.add_argument(
+        "--resubmit-unknown",
+        action="store_true",
+        help="resend submits whose outcome is unknown (may pay twice)",
+    )
+    batch.add_argument(
+        "--retry-failed", action="store_true", help="run failed steps again (new tasks)"
+    )
+    wait_option(batch)
+    return parser
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, _Out], Coroutine[Any, Any, int]]] = {
+    "demo": _cmd_demo,
+    "imagine": _cmd_imagine,
+    "action": _cmd_action,
+    "task": _cmd_task,
+    "seed": _cmd_seed,
+    "batch": _cmd_batch,
+}
+
+
+def _exit_code(error: BaseException) -> int:
+    if isinstance(error, InvalidRequestError | ButtonNotFoundError | UsageError):
+        return EXIT_USAGE
+    if isinstance(error, TaskError | TaskTimeoutError):
+        return EXIT_FAILED
+    return EXIT_API
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code (the console script exits with it)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    # `simulator` owns its own flags; hand them over untouched.
+    if args_list and args_list[0] == "simulator":
+        return _cmd_simulator(args_list[1:])
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    out = _Out(bool(args.json), sys.stdout, sys.stderr)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    command = _COMMANDS[args.command]
+    try:
+        return asyncio.run(command(args, out))
+    except KeyboardInterrupt:
+        hint = "; rerun the same command to resume" if args.command == "batch" else ""
+        out.error(f"interrupted{hint}")
+        return EXIT_INTERRUPTED
+    except (MJError, UsageError, OSError) as error:
+        if isinstance(error, OSError) and not isinstance(error, TransportError):
+            out.error(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "))
+            return EXIT_USAGE
+        out.error(str(error) or type(error).__name__)
+        return _exit_code(error)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
