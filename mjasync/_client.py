@@ -9,12 +9,12 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Self, TypeVar, cast
+from typing import Any, Literal, Self, TypeVar, cast, overload
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
 
-from . import __about__
+from . import __about__, _chains
 from ._download import DEFAULT_MAX_DOWNLOAD_BYTES, download_image, same_origin
 from ._errors import (
     APIError,
@@ -919,6 +919,118 @@ class Client:
         await self._request("POST", f"/task/{target}/cancel", parse)
 
     # -- chains and downloads --------------------------------------------------------
+
+    async def run_action(
+        self,
+        task: Task | str,
+        button: Button | str,
+        *,
+        prompt: str | None = None,
+        mask: ImageInput | None = None,
+        timeout: float | None = 600.0,
+        on_progress: ProgressCallback | None = None,
+        enable_remix: bool | None = None,
+        state: str | None = None,
+    ) -> Task:
+        """Press a button, confirm the modal if one opens, and return the finished task.
+
+        *button* is anything `action` takes (``"U2"``, ``"vary_region"``, a label, an
+        emoji, a customId or a `Button`). When the server opens a modal (code 21, or the
+        new task sits in MODAL because a relay rewrote the code), *prompt* and *mask*
+        are sent with `modal` and the id it answers is followed; otherwise they are not
+        used. Without either, a modal raises `ModalRequiredError`. Custom zoom and Vary
+        (Region) always open one, so their inputs are checked before anything is sent.
+
+        Args:
+            task: the finished parent task (or its id, with a customId *button*).
+            prompt: the modal's prompt; custom zoom needs ``--zoom`` between 1 and 2.
+            mask: Vary (Region)'s mask: PNG bytes, a `Path` or a data URI
+                (white = repaint).
+            timeout: seconds for the whole chain; None waits forever.
+            on_progress: gets each changed snapshot, as in `await_task`.
+            enable_remix: trueai: force the modal for V/pan/reroll to edit the prompt.
+
+        Raises:
+            mjasync.InvalidRequestError: custom zoom without ``--zoom 1..2`` in *prompt*,
+                Vary (Region) without *mask*, a blank prompt or a bad mask.
+            mjasync.ButtonNotFoundError: the task has no such button.
+            mjasync.ModalRequiredError: a modal opened and neither *prompt* nor *mask*
+                was given; ``.task`` is the MODAL task, to pass to `modal`.
+            mjasync.TaskFailedError, mjasync.TaskTimeoutError: as in `await_task`.
+        """
+        return await _chains.run_action(
+            self,
+            task,
+            button,
+            prompt=prompt,
+            mask=mask,
+            timeout=timeout,
+            on_progress=on_progress,
+            enable_remix=enable_remix,
+            state=state,
+        )
+
+    @overload
+    async def upscale_all(
+        self,
+        task: Task | str,
+        *,
+        timeout: float | None = ...,
+        on_progress: ProgressCallback | None = ...,
+        return_exceptions: Literal[False] = ...,
+    ) -> list[Task]: ...
+
+    @overload
+    async def upscale_all(
+        self,
+        task: Task | str,
+        *,
+        timeout: float | None = ...,
+        on_progress: ProgressCallback | None = ...,
+        return_exceptions: bool,
+    ) -> list[Task | Exception]: ...
+
+    async def upscale_all(
+        self,
+        task: Task | str,
+        *,
+        timeout: float | None = 600.0,
+        on_progress: ProgressCallback | None = None,
+        return_exceptions: bool = False,
+    ) -> list[Task] | list[Task | Exception]:
+        """Press U1..U4 concurrently and return the four upscales in U1..U4 order.
+
+        All four always run to the end: one failure does not cancel the others (the
+        server runs them anyway). With ``return_exceptions=True`` a failed upscale is
+        its exception in the list; otherwise the first failure, in U order, is raised
+        once all four are done, with a note naming the upscales that did finish.
+
+        Args:
+            task: a finished grid (or its id, fetched first for its buttons).
+            timeout: seconds for each upscale chain; they run side by side.
+            on_progress: gets every changed snapshot of all four.
+            return_exceptions: return failures in the list instead of raising.
+
+        Raises:
+            mjasync.ButtonNotFoundError: the task lacks a U button; nothing was sent.
+            mjasync.MJError: the first failed upscale (unless *return_exceptions*).
+        """
+        outcomes = await _chains.upscale_all(self, task, timeout=timeout, on_progress=on_progress)
+        if return_exceptions:
+            return outcomes
+        failures = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+        if failures:
+            finished = [
+                f"U{index} -> task {outcome.id}"
+                for index, outcome in enumerate(outcomes, 1)
+                if isinstance(outcome, Task)
+            ]
+            failures[0].add_note(
+                f"upscale_all: {len(failures)} of 4 upscales failed; finished: "
+                + (", ".join(finished) or "none")
+            )
+            raise failures[0]
+        return [outcome for outcome in outcomes if isinstance(outcome, Task)]
 
     async def download(
         self,
