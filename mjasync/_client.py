@@ -46,6 +46,7 @@ __all__ = ["AuthStyle", "Client"]
 logger = logging.getLogger("mjasync")
 
 AuthStyle = Literal["bearer", "authorization", "mj-api-secret"]
+"""Where the key goes: "Bearer KEY" or raw KEY in Authorization, or the mj-api-secret header."""
 _AUTH_STYLES: tuple[str, ...] = ("bearer", "authorization", "mj-api-secret")
 _MODES = {"fast": "/mj-fast", "relax": "/mj-relax", "turbo": "/mj-turbo"}
 _DIMENSIONS = ("PORTRAIT", "SQUARE", "LANDSCAPE")

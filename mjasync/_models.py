@@ -69,6 +69,7 @@ class TaskAction(enum.StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILURE, TaskStatus.CANCEL})
+"""Statuses after which a task never changes: SUCCESS, FAILURE, CANCEL (MODAL is not one)."""
 
 # customId second/third segment -> semantic name. Order matters where one prefix
 # contains another (upsample_ before upsample, animate_*_extend before animate_*).
