@@ -22,7 +22,7 @@ import logging
 import math
 import random
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -34,6 +34,7 @@ from anyio.abc import TaskGroup
 from ._errors import (
     AuthenticationError,
     ClientClosedError,
+    DecodeError,
     MJError,
     ModalRequiredError,
     TaskCancelledError,
@@ -42,6 +43,7 @@ from ._errors import (
     TaskTimeoutError,
 )
 from ._models import Task
+from ._serde import as_id, decode_task, parse_progress
 
 __all__ = [
     "PollPolicy",
@@ -200,7 +202,9 @@ class Waiter:
         self._poller: Poller | None = poller
         self._entry = entry
         self._keep_all = keep_all
-        self._pending: deque[Task] = deque()
+        # A list, not a deque: it rarely holds more than one item, and an empty deque
+        # costs 600+ bytes per waiter.
+        self._pending: list[Task] = []
         self._final = False
         self._error: BaseException | None = None
         self._future: asyncio.Future[None] | None = None
@@ -252,11 +256,11 @@ class Waiter:
         """
         while True:
             if self._pending and (self._final or not self._expired):
-                return self._pending.popleft()
+                return self._pending.pop(0)
             if self._error is not None:
                 raise self._error
             if self._expired:
-                last = self.last
+                last = self._entry.snapshot() or self.last
                 status = f"last status {last.status or 'unknown'}" if last else "never seen"
                 msg = f"task {self.task_id} did not finish within {self._timeout:g} s ({status})"
                 raise TaskTimeoutError(msg, task_id=self.task_id, last=last)
@@ -293,11 +297,14 @@ class _Entry:
         "image_url",
         "in_flight",
         "last",
+        "last_raw",
         "missing_since",
         "progress",
         "rank",
+        "raw_key",
         "status",
         "waiters",
+        "watchers",
     )
 
     def __init__(self, task_id: str) -> None:
@@ -308,12 +315,25 @@ class _Entry:
         self.progress: int | None = None
         self.image_url: str | None = None
         self.rank = -1
+        self.raw_key: tuple[object, object, object] | None = None
+        self.last_raw: dict[str, Any] | None = None
+        self.watchers = 0
         self.due = math.inf
         self.gap = 0.0
         self.in_flight = False
         self.alive = True
         self.confirm = False
         self.missing_since: float | None = None
+
+    def snapshot(self) -> Task | None:
+        """The newest snapshot, decoding a deferred one now."""
+        if self.last is None and self.last_raw is not None:
+            try:
+                self.last = decode_task(self.last_raw)
+            except DecodeError:
+                return None
+            self.last_raw = None
+        return self.last
 
 
 class _Bucket:
@@ -334,7 +354,7 @@ class _Bucket:
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
-FetchBatch = Callable[[Sequence[str]], Awaitable[list[Task]]]
+FetchBatch = Callable[[Sequence[str]], Awaitable[list[object]]]
 FetchOne = Callable[[str], Awaitable[Task]]
 
 
@@ -343,8 +363,8 @@ class Poller:
 
     Args:
         policy: intervals, batch size and rate ceiling.
-        fetch_batch: snapshots of up to ``policy.batch_size`` ids; ids the server does
-            not know are left out.
+        fetch_batch: snapshots of up to ``policy.batch_size`` ids, as undecoded JSON
+            objects (or `Task` objects); ids the server does not know are left out.
         fetch_one: one snapshot; raises `TaskNotFoundError` for an unknown id.
         per_id: True when *fetch_batch* already fetches id by id (then a missing id
             needs no extra check, and each id costs one request against the ceiling).
@@ -407,8 +427,11 @@ class Poller:
         waiter = Waiter(self, entry, keep_all, timeout)
         entry.waiters.append(waiter)
         self._waiters += 1
-        if entry.last is not None:
-            waiter._push(entry.last, final=False)
+        if keep_all:
+            entry.watchers += 1
+        last = entry.snapshot()
+        if last is not None:
+            waiter._push(last, final=False)
         if early is not None:
             task, trust = early
             self.notify(task, trust=trust)
@@ -421,6 +444,8 @@ class Poller:
         except ValueError:
             return
         self._waiters -= 1
+        if waiter._keep_all:
+            entry.watchers -= 1
         if not entry.waiters:
             self._drop(entry)
 
@@ -580,6 +605,7 @@ class Poller:
 
     async def _poll(self, entries: list[_Entry], single: bool) -> None:
         try:
+            tasks: list[object]
             if single:
                 tasks = []
                 for entry in entries:
@@ -627,17 +653,47 @@ class Poller:
             if entry.alive:
                 self._schedule(entry, now, delay)
 
-    def _absorb(self, tasks: list[Task], entries: list[_Entry], *, checked: bool) -> None:
-        """Apply one answer, then reschedule, re-check or retire every entry asked about."""
-        self._snapshots += len(tasks)
+    def _absorb(self, items: list[object], entries: list[_Entry], *, checked: bool) -> None:
+        """Apply one answer, then reschedule, re-check or retire every entry asked about.
+
+        The hot path: most polled snapshots repeat the last one, so a JSON object whose
+        status, progress and image URL are unchanged is skipped before decoding.
+        """
+        self._snapshots += len(items)
         live = self._entries
         apply = self._apply
         seen: set[str] = set()
-        for task in tasks:
-            entry = live.get(task.id)
-            if entry is not None:
-                seen.add(task.id)
+        for item in items:
+            if type(item) is dict:
+                task_id = as_id(item.get("id"))
+                entry = live.get(task_id) if task_id is not None else None
+                if entry is None:
+                    continue
+                seen.add(entry.id)
+                key = (item.get("status"), item.get("progress"), item.get("imageUrl"))
+                if key == entry.raw_key:
+                    entry.missing_since = None
+                    continue
+                entry.raw_key = key
+                status = key[0]
+                if type(status) is not str:
+                    status = ""
+                rank = _RANKS.get(status, 0)
+                if rank != _FINAL_RANK and not entry.watchers:
+                    # Only a final snapshot reaches a plain await_task: decode later, if
+                    # ever (a timeout's .last, a watcher joining).
+                    self._apply_raw(entry, item, status, rank)
+                    continue
+                try:
+                    task = decode_task(item)
+                except DecodeError:
+                    continue
                 apply(entry, task)
+            elif isinstance(item, Task):
+                entry = live.get(item.id)
+                if entry is not None:
+                    seen.add(item.id)
+                    apply(entry, item)
         now = time.monotonic()
         unchecked: list[_Entry] = []
         for entry in entries:
@@ -677,32 +733,56 @@ class Poller:
             return
         self._schedule(entry, now, max(_MIN_RECHECK, min(self.policy.interval, grace / 4)))
 
-    def _apply(self, entry: _Entry, task: Task) -> None:
-        """The hot path: drop unchanged or older snapshots, deliver newer ones."""
+    @staticmethod
+    def _advance(
+        entry: _Entry, status: str, progress: int | None, image_url: str | None
+    ) -> int | None:
+        """Move *entry* to a newer state and return its rank; None if not newer."""
         entry.missing_since = None
-        status = task.status
-        progress = task.progress
-        image_url = task.image_url
         if status == entry.status and progress == entry.progress and image_url == entry.image_url:
-            return
+            return None
         rank = _RANKS.get(status, 0)
         if rank < entry.rank:
-            return
+            return None
         if rank == entry.rank and progress != entry.progress:
             old = entry.progress
             if progress is None or (old is not None and progress < old):
-                return
+                return None
         entry.status = status
         entry.progress = progress
         entry.image_url = image_url
         entry.rank = rank
+        return rank
+
+    def _apply(self, entry: _Entry, task: Task) -> None:
+        """Deliver *task* to the waiters if it is newer than what they have seen."""
+        rank = self._advance(entry, task.status, task.progress, task.image_url)
+        if rank is None:
+            return
         entry.last = task
+        entry.last_raw = None
         self._changes += 1
         final = rank == _FINAL_RANK
         for waiter in entry.waiters:
             waiter._push(task, final)
         if final:
             self._drop(entry)
+
+    def _apply_raw(self, entry: _Entry, item: dict[str, Any], status: str, rank: int) -> None:
+        """Record an intermediate snapshot nobody asked to see, without decoding it."""
+        if rank < entry.rank:
+            return
+        image_url = item.get("imageUrl")
+        state = self._advance(
+            entry,
+            status,
+            parse_progress(item.get("progress")),
+            image_url if type(image_url) is str and image_url else None,
+        )
+        if state is not None:
+            entry.last = None
+            entry.last_raw = item
+            self._changes += 1
 
     # -- lifecycle -----------------------------------------------------------------------
 
