@@ -96,3 +96,13 @@ async def test_writes_finish_even_when_the_caller_is_cancelled(tmp_path: Path) -
             await journal.step_sending("k1", "imagine", "t", requests=0)
         records = await journal.jobs()
     assert records["k1"].steps["imagine"].status == "sending"
+
+
+async def test_one_journal_serves_one_run_at_a_time(tmp_path: Path) -> None:
+    """A second runner on the same journal is refused: it would misjudge live 'sending' rows."""
+    path = tmp_path / "j.sqlite3"
+    async with await Journal.open(path):
+        with pytest.raises(JournalError, match="another mjasync run"):
+            await Journal.open(path)
+    async with await Journal.open(path) as again:
+        assert again.run_id

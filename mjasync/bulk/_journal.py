@@ -101,6 +101,7 @@ class StepRecord:
     attempts: int = 0
     error: str | None = None
     path: str | None = None
+    updated: float = 0.0
 
 
 @attrs.define
@@ -128,6 +129,7 @@ class Journal:
             max_workers=1, thread_name_prefix="mjasync-journal"
         )
         self._conn: sqlite3.Connection | None = None
+        self._lock_file: Any = None
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -163,6 +165,7 @@ class Journal:
     async def _call_open(self) -> None:
         def connect() -> str:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_file = _lock(self.path)
             conn = sqlite3.connect(self.path, isolation_level=None)
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -189,9 +192,11 @@ class Journal:
                     raise JournalError(msg)
             except sqlite3.DatabaseError as error:
                 conn.close()
+                self._unlock()
                 raise JournalError(f"{self.path}: not a usable journal ({error})") from None
             except BaseException:
                 conn.close()
+                self._unlock()
                 raise
             self._conn = conn
             return str(rows["run_id"])
@@ -207,11 +212,17 @@ class Journal:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            self._unlock()
 
         loop = asyncio.get_running_loop()
         with anyio.CancelScope(shield=True):
             await loop.run_in_executor(self._executor, close)
         self._executor.shutdown(wait=False)
+
+    def _unlock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # closing releases the flock
+            self._lock_file = None
 
     async def __aenter__(self) -> Journal:
         return self
@@ -409,13 +420,34 @@ class Journal:
         return await self._call(lambda conn: _read_jobs(conn, None))
 
 
+def _lock(path: Path) -> Any:
+    """Hold an exclusive lock beside the journal for as long as it is open.
+
+    Two runs on one journal would each take the other's 'sending' rows for crash
+    leftovers; and a rerun may only judge those rows once their writer is gone.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks, trust the user
+        return None
+    handle = (path.parent / f"{path.name}.lock").open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        msg = f"{path}: another mjasync run is using this journal"
+        raise JournalError(msg) from None
+    return handle
+
+
 def _read_jobs(conn: sqlite3.Connection, keys: list[str] | None) -> dict[str, JobRecord]:
     records = {
         key: JobRecord(key=key, status=status, error=error)
         for key, status, error in conn.execute("SELECT key, status, error FROM jobs")
     }
     for row in conn.execute(
-        "SELECT job_key, step, status, task_id, state_tag, attempts, error, path FROM steps"
+        "SELECT job_key, step, status, task_id, state_tag, attempts, error, path, updated "
+        "FROM steps"
     ):
         record = records.get(row[0])
         if record is not None:

@@ -198,6 +198,7 @@ class _StateIndex:
         self._by_tag: dict[str, Task] = {}
         self._fetched = -math.inf
         self._lock = anyio.Lock()
+        self._ids: set[str] = set()
         self.used = False
 
     async def find(self, tag: str) -> Task | None:
@@ -207,6 +208,17 @@ class _StateIndex:
             if anyio.current_time() - self._fetched > self._max_age:
                 await self._refresh()
         return self._by_tag.get(tag)
+
+    async def absent(self, tag: str, known_ids: set[str]) -> bool:
+        """True when a fresh listing lacks *tag* yet holds every task id in *known_ids*.
+
+        A listing that shows every task this journal ever created is complete enough
+        to trust its silence about the lost one; a capped or partial listing (trueai
+        returns only the latest 100) fails that test and proves nothing.
+        """
+        if not known_ids or await self.find(tag) is not None:
+            return False
+        return self._available and self.used and known_ids <= self._ids
 
     async def _refresh(self) -> None:
         where = "GET /task/list"
@@ -230,6 +242,7 @@ class _StateIndex:
             return
         self.used = True
         self._fetched = anyio.current_time()
+        self._ids = {task.id for task in tasks}
         best: dict[str, Task] = {}
         for task in tasks:
             if not task.state:
@@ -281,7 +294,10 @@ class BulkRunner:
         task_timeout: seconds to wait for one task.
         resubmit_unknown: send again the submits whose outcome is unknown.
         retry_failed: run again the steps that failed (a new, paid task each).
-        recover: look lost submits up by ``state`` tag before calling them unknown.
+        recover: look lost submits up by ``state`` tag before calling them unknown;
+            a submit an earlier run lost is resent only when the server's task list
+            holds every task this journal knows of but not its tag.
+        settle: seconds an earlier run's lost submit must be old before that check.
         max_submit_attempts: submits of one step refused with queue-full/429 or
             never delivered before the job is given up for this run.
         backoff, max_backoff: the shared pause after a refusal, in seconds.
@@ -300,6 +316,7 @@ class BulkRunner:
         resubmit_unknown: bool = False,
         retry_failed: bool = False,
         recover: bool = True,
+        settle: float = 2.0,
         max_submit_attempts: int = 20,
         backoff: float = 1.0,
         max_backoff: float = 60.0,
@@ -320,6 +337,7 @@ class BulkRunner:
         self.resubmit_unknown = resubmit_unknown
         self.retry_failed = retry_failed
         self.recover = recover
+        self.settle = settle
         self.max_submit_attempts = max_submit_attempts
         self._gate = _Backpressure(backoff, max_backoff)
         self._on_event = on_event
@@ -328,6 +346,8 @@ class BulkRunner:
         self._requests_at_start = 0
         self._fatal: BaseException | None = None
         self._scope = anyio.CancelScope()
+        self._started_at = time.time()
+        self._known_ids: set[str] = set()
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -378,6 +398,7 @@ class BulkRunner:
         outcome = "interrupted"
         try:
             await journal.begin_run()
+            self._started_at = time.time()
             self._requests_at_start = self.client.requests_sent
             records = await journal.sync_jobs(
                 (
@@ -388,6 +409,12 @@ class BulkRunner:
                 )
                 for job in job_list
             )
+            self._known_ids = {
+                step.task_id
+                for record in records.values()
+                for step in record.steps.values()
+                if step.task_id
+            }
             results: dict[str, tuple[str, str | None, list[Path]]] = {}
             pending = iter(job_list)
 
@@ -564,6 +591,15 @@ class BulkRunner:
                     error="recovered by state tag",
                 )
                 current.status, current.task_id = ACCEPTED, found.id
+            elif self.recover and await self._never_arrived(current):
+                await self.journal.set_step(
+                    job.key,
+                    step,
+                    NEVER_SENT,
+                    requests=self._requests,
+                    error="absent from the server's complete task list",
+                )
+                current = None
             elif self.resubmit_unknown:
                 current = None
             else:
@@ -574,6 +610,20 @@ class BulkRunner:
         else:
             task_id = current.task_id
         return await self._wait(job, record, step, task_id)
+
+    async def _never_arrived(self, step: StepRecord) -> bool:
+        """Whether an earlier run's lost submit provably created no task.
+
+        Only rows left by an earlier run are judged (the journal lock says their
+        writer is gone), and only after *settle* seconds, so that a request still in a
+        socket buffer when its process died has been handled by the server.
+        """
+        if step.status not in {SENDING, UNKNOWN} or step.updated >= self._started_at:
+            return False
+        age = time.time() - step.updated
+        if age < self.settle:
+            await anyio.sleep(self.settle - age)
+        return await self._index.absent(step.state_tag, self._known_ids)
 
     async def _submit(
         self,
