@@ -68,7 +68,7 @@ def _get_json(url: str) -> object:
 
 
 def _simulator_has_stats() -> bool:
-    source = inspect.getsource(sys.modules["mjasync.simulator"])
+    source = inspect.getsource(mjasync.simulator)
     routes = sys.modules.get("mjasync.simulator._routes")
     if routes is not None:
         source += inspect.getsource(routes)
