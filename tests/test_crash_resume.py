@@ -6,7 +6,6 @@ the test reads them through ``GET /sim/stats``.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import signal
@@ -21,39 +20,12 @@ from pathlib import Path
 
 import pytest
 
-import mjasync.simulator
-
 pytestmark = pytest.mark.slow
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 JOBS = 8
 BUTTONS = ("U1", "U2")
-
-# Until the simulator serves GET /sim/stats (and GET /mj/task/list) itself, this launcher
-# adds them to the same app, from the simulator's public create_app/get_state.
-_LAUNCHER = """
-import sys
-from aiohttp import web
-from mjasync.simulator import SimulatorConfig, create_app, get_state
-
-port, scale = int(sys.argv[1]), float(sys.argv[2])
-app = create_app(SimulatorConfig(dialect="plus", time_scale=scale, seed=5, slots=6, queue_size=12))
-state = get_state(app)
-paths = {getattr(r.resource, "canonical", "") for r in app.router.routes()}
-
-async def stats(request):
-    return web.json_response(dict(state.requests))
-
-async def task_list(request):
-    return web.json_response([state.task_json(i) for i in list(state.tasks)])
-
-if "/sim/stats" not in paths:
-    app.router.add_get("/sim/stats", stats)
-if "/mj/task/list" not in paths:
-    app.router.add_get("/mj/task/list", task_list)
-web.run_app(app, host="127.0.0.1", port=port, print=None, handle_signals=True)
-"""
 
 
 def _free_port() -> int:
@@ -67,26 +39,13 @@ def _get_json(url: str) -> object:
         return json.loads(response.read())
 
 
-def _simulator_has_stats() -> bool:
-    source = inspect.getsource(mjasync.simulator)
-    routes = sys.modules.get("mjasync.simulator._routes")
-    if routes is not None:
-        source += inspect.getsource(routes)
-    return "/sim/stats" in source and '/mj/task/list"' in source
-
-
 @pytest.fixture
 def simulator(tmp_path: Path) -> Iterator[str]:
     """A simulator in its own process; yields its base URL and always kills it."""
     port = _free_port()
     scale = "0.02"
-    if _simulator_has_stats():
-        argv = ["-m", "mjasync.simulator", "--port", str(port), "--time-scale", scale]
-        argv += ["--slots", "6", "--queue-size", "12", "--seed", "5"]
-    else:
-        launcher = tmp_path / "launch_sim.py"
-        launcher.write_text(_LAUNCHER)
-        argv = [str(launcher), str(port), scale]
+    argv = ["-m", "mjasync.simulator", "--port", str(port), "--time-scale", scale]
+    argv += ["--slots", "6", "--queue-size", "12", "--seed", "5"]
     process = subprocess.Popen(
         [sys.executable, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )

@@ -1056,3 +1056,20 @@ async def test_trueai_enable_remix_needs_remix_account(http: aiohttp.ClientSessi
                 {"taskId": grid, "customId": custom_id, "enableRemix": True},
             )
             assert body["code"] == code
+
+
+async def test_task_list_and_stats_routes() -> None:
+    """GET /mj/task/list lists every task newest first with its state; /sim/stats counts."""
+    async with Simulator(dialect="plus", time_scale=0.001) as sim, aiohttp.ClientSession() as http:
+        for n in range(3):
+            async with http.post(
+                f"{sim.base_url}/mj/submit/imagine", json={"prompt": f"p{n}", "state": f"s{n}"}
+            ) as response:
+                assert (await response.json())["code"] in {1, 22}
+        async with http.get(f"{sim.base_url}/mj/task/list") as response:
+            listed = await response.json()
+        assert [task["state"] for task in listed] == ["s2", "s1", "s0"]
+        async with http.get(f"{sim.base_url}/sim/stats") as response:
+            stats = await response.json()
+        assert stats["POST /mj/submit/imagine"] == 3
+        assert stats["GET /mj/task/list"] == 1

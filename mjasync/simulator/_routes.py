@@ -648,6 +648,21 @@ async def list_by_ids(request: web.Request) -> web.StreamResponse:
     return await _list(request, with_displays=True)
 
 
+async def task_list(request: web.Request) -> web.StreamResponse:
+    """GET /mj/task/list: every task, newest first (trueai: only the latest 100)."""
+    state = _state(request)
+    newest_first = list(reversed(state.tasks.values()))
+    if state.config.dialect == "trueai":
+        newest_first = newest_first[:100]
+    return json_response([_wire(state, task) for task in newest_first])
+
+
+async def sim_stats(request: web.Request) -> web.StreamResponse:
+    """GET /sim/stats: the request counters, for tests that run the simulator in a process."""
+    state = _state(request)
+    return json_response(dict(state.requests))
+
+
 async def image_seed(request: web.Request) -> web.StreamResponse:
     """GET /mj/task/{id}/image-seed: answers after ``seed_delay``."""
     state = _state(request)
@@ -791,6 +806,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     _spec(
         "POST", "/mj/task/list-by-ids", "list-by-ids", list_by_ids, frozenset({"plus", "trueai"})
     ),
+    _spec("GET", "/mj/task/list", "list", task_list, frozenset({"oss", "plus", "trueai"})),
     _spec("GET", "/mj/task/{id}/image-seed", "image-seed", image_seed, NOT_OSS),
     _spec("POST", "/mj/task/{id}/cancel", "cancel", cancel, frozenset({"plus", "trueai"})),
 )
@@ -799,6 +815,7 @@ SIM_ROUTES: tuple[RouteSpec, ...] = (
     _spec("GET", "/sim/images/{name}", "images", sim_image, ALL),
     _spec("GET", "/sim/uploads/{name}", "uploads", sim_upload, ALL),
     _spec("GET", "/sim/videos/{name}", "videos", sim_video, ALL),
+    _spec("GET", "/sim/stats", "stats", sim_stats, ALL),
 )
 
 
