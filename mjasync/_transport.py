@@ -13,6 +13,7 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Self
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import attrs
@@ -107,6 +108,16 @@ class AsyncTransport(abc.ABC):
         await self.aclose()
 
 
+_MAX_REDIRECTS = 5
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_PORTABLE_HEADERS = frozenset({"user-agent", "accept", "accept-encoding"})
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parsed = urlsplit(url)
+    return (parsed.scheme.lower(), parsed.netloc.lower())
+
+
 class _AiohttpStream(StreamResponse):
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self.status = response.status
@@ -175,33 +186,54 @@ class AiohttpTransport(AsyncTransport):
         # connect is bounded separately so "never reached" is reported as ConnectError.
         return aiohttp.ClientTimeout(total=total, connect=min(total, 10.0))
 
+    async def _open(self, request: Request) -> aiohttp.ClientResponse:
+        """Send *request*, following a GET's redirects by hand.
+
+        aiohttp strips only ``Authorization`` when a redirect leaves the origin; a key in
+        ``mj-api-secret`` or a caller's header would follow a CDN redirect. So redirects
+        are followed here, and a hop to another origin keeps only the harmless headers.
+        Submits never follow redirects: resending a POST elsewhere could pay twice.
+        """
+        session = self._ensure_session()
+        url = request.url
+        headers = dict(request.headers)
+        timeout = self._timeout_for(request)
+        for _ in range(_MAX_REDIRECTS + 1):
+            response = await session.request(
+                request.method,
+                url,
+                headers=headers,
+                json=request.json if request.method != "GET" else None,
+                timeout=timeout,
+                allow_redirects=False,
+            )
+            location = response.headers.get("Location")
+            if request.method != "GET" or response.status not in _REDIRECT_STATUSES or not location:
+                return response
+            response.release()
+            target = urljoin(str(response.url), location)
+            if _origin(target) != _origin(url):
+                headers = {k: v for k, v in headers.items() if k.lower() in _PORTABLE_HEADERS}
+            url = target
+        msg = f"more than {_MAX_REDIRECTS} redirects from {request.url.split('?')[0]}"
+        raise TransportError(msg)
+
     async def send(self, request: Request) -> Response:
         """Send *request* through the session and read the whole body."""
-        session = self._ensure_session()
         with _mapped_errors():
-            async with session.request(
-                request.method,
-                request.url,
-                headers=dict(request.headers),
-                json=request.json if request.method != "GET" else None,
-                timeout=self._timeout_for(request),
-                allow_redirects=True,
-            ) as response:
+            response = await self._open(request)
+            try:
                 content = await response.read()
-                headers = {k.lower(): v for k, v in response.headers.items()}
-                return Response(status=response.status, headers=headers, content=content)
+            finally:
+                response.release()
+            headers = {k.lower(): v for k, v in response.headers.items()}
+            return Response(status=response.status, headers=headers, content=content)
 
     @contextlib.asynccontextmanager
     async def stream(self, request: Request) -> AsyncIterator[StreamResponse]:
         """Send *request* and stream the body without buffering it."""
-        session = self._ensure_session()
         with _mapped_errors():
-            response = await session.request(
-                request.method,
-                request.url,
-                headers=dict(request.headers),
-                timeout=self._timeout_for(request),
-            )
+            response = await self._open(request)
         try:
             yield _AiohttpStream(response)
         finally:

@@ -243,3 +243,55 @@ async def test_unused_client_opens_no_session() -> None:
         assert isinstance(transport, AiohttpTransport)
 
     assert transport._session is None
+
+
+async def test_cross_origin_redirect_drops_the_key_same_origin_keeps_it() -> None:
+    """A GET redirected to another origin loses mj-api-secret; a same-origin hop keeps it."""
+    seen: dict[str, str | None] = {}
+
+    async def cdn(request: web.Request) -> web.Response:
+        seen["cdn"] = request.headers.get("mj-api-secret")
+        return web.json_response(task_payload("42"))
+
+    cdn_app = web.Application()
+    cdn_app.router.add_get("/task.json", cdn)
+    async with TestServer(cdn_app) as cdn_server:
+        cdn_url = str(cdn_server.make_url("/task.json"))
+
+        async def hop(request: web.Request) -> web.Response:
+            seen["hop"] = request.headers.get("mj-api-secret")
+            raise web.HTTPFound(cdn_url)
+
+        async def fetch(request: web.Request) -> web.Response:
+            raise web.HTTPFound("/hop")
+
+        app = web.Application()
+        app.router.add_get("/mj/task/{id}/fetch", fetch)
+        app.router.add_get("/hop", hop)
+        async with (
+            TestServer(app) as server,
+            mjasync.Client(str(server.make_url("/")), "sk-SECRET", auth="mj-api-secret") as mj,
+        ):
+            task = await mj.fetch("42")
+
+    assert task.id == "42"
+    assert seen == {"hop": "sk-SECRET", "cdn": None}
+
+
+async def test_submit_does_not_follow_redirects() -> None:
+    """A submit answered with a redirect is reported, never resent to the new location."""
+    hits: list[str] = []
+
+    async def imagine(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        raise web.HTTPTemporaryRedirect("/elsewhere")
+
+    app = web.Application()
+    app.router.add_post("/mj/submit/imagine", imagine)
+    app.router.add_post("/elsewhere", imagine)
+    async with TestServer(app) as server, mjasync.Client(str(server.make_url("/")), "k") as mj:
+        with pytest.raises(mjasync.APIError) as caught:
+            await mj.imagine("a cat")
+
+    assert caught.value.status == 307
+    assert hits == ["/mj/submit/imagine"]
