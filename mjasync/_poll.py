@@ -126,12 +126,14 @@ class PollPolicy:
             grows from *interval* towards it while the task waits.
         batch_size: ids per ``list-by-condition`` request.
         first_poll: delay before the first poll of a newly awaited id, so an immediate
-            FAILURE or MODAL is seen at once.
+            FAILURE or MODAL is seen at once (never longer than *interval*).
         not_found_grace: how long an id the server does not know is re-checked before
             `TaskNotFoundError` is raised (relays lag behind the proxy they front).
         max_requests_per_second: ceiling on status requests for the whole client.
-        webhook_interval: the safety-net gap used when the client has a ``notify_hook``:
-            notifications wake waiters, polling only covers lost callbacks.
+        webhook_interval: the safety-net gap used when the client has a ``notify_hook``
+            and a notification has arrived: they wake waiters, polling only covers lost
+            callbacks. Until the first one arrives the normal intervals apply, so a relay
+            that strips hooks costs nothing.
         jitter: each gap is scaled by a random factor in ``[1 - jitter, 1 + jitter]`` so
             waiters submitted together do not poll in lockstep forever.
     """
@@ -385,6 +387,9 @@ class Poller:
         self._fetch_one = fetch_one
         self._per_id = per_id
         self._hooks = hooks
+        # Relays often strip notifyHook: poll at the slow safety-net rate only once a
+        # notification has proved that callbacks really arrive.
+        self._hooks_heard = False
         self._entries: dict[str, _Entry] = {}
         self._heap: list[tuple[float, int, _Entry]] = []
         self._seq = itertools.count()
@@ -422,7 +427,8 @@ class Poller:
         early = None
         if entry is None:
             entry = self._entries[task_id] = _Entry(task_id)
-            self._schedule(entry, time.monotonic(), self.policy.first_poll)
+            first = min(self.policy.first_poll, self.policy.interval)
+            self._schedule(entry, time.monotonic(), first)
             early = self._early.pop(task_id, None)
         waiter = Waiter(self, entry, keep_all, timeout)
         entry.waiters.append(waiter)
@@ -469,6 +475,7 @@ class Poller:
         Progress is delivered at once. A final status is confirmed with one fetch before
         it resolves anyone, unless *trust*; stale and duplicate snapshots change nothing.
         """
+        self._hooks_heard = True
         entry = self._entries.get(task.id)
         if entry is None:
             self._remember(task, trust)
@@ -596,7 +603,7 @@ class Poller:
             ceiling = max(policy.max_interval, policy.interval)
             gap = min(ceiling, entry.gap * _QUEUED_GROWTH) if entry.gap else policy.interval
             entry.gap = gap
-        if self._hooks:
+        if self._hooks and self._hooks_heard:
             gap = max(gap, policy.webhook_interval)
         jitter = policy.jitter
         return gap * self._rng.uniform(1 - jitter, 1 + jitter) if jitter else gap
