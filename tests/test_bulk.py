@@ -253,6 +253,21 @@ async def test_a_lost_answer_is_unknown_and_never_silently_resent(
     assert len(sim.tasks) == 3  # the explicit flag paid for the lost task once more
 
 
+async def test_a_lost_answer_is_recovered_by_its_state_tag(sim: Simulator, tmp_path: Path) -> None:
+    """With GET /mj/task/list, the task behind a lost answer is found by state and finished."""
+    jobs = parse_jobs(["a fox", "a wolf"])
+    async with mjasync.Client(
+        sim.base_url, "key", poll=FAST_POLL, transport=_Flaky(lost_answers=1)
+    ) as mj:
+        report = await run_bulk(mj, jobs, tmp_path, **FAST)
+    assert report.ok, report.to_dict()
+    assert len(sim.tasks) == 2  # recovered, not resubmitted
+    assert sim.requests["POST /mj/submit/imagine"] == 2
+    assert sim.requests["GET /mj/task/list"] >= 1
+    states = sorted(task.state or "" for task in sim.tasks.values())
+    assert all(state.startswith("mjasync:") for state in states)
+
+
 async def test_a_failed_task_fails_its_job_and_is_retried_only_on_request(
     mj: mjasync.Client, sim: Simulator, tmp_path: Path
 ) -> None:
