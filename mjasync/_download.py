@@ -69,6 +69,16 @@ _CHUNK = 64 * 1024
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 
 
+def _file_mode() -> int:
+    # Read once, at import: os.umask can only be read by setting it.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
 def image_kind(head: bytes) -> str | None:
     """``"png"``, ``"jpeg"``, ``"webp"`` or ``"gif"`` from the first bytes; None otherwise."""
     if head.startswith(_PNG_SIGNATURE):
@@ -284,6 +294,8 @@ async def _fetch_once(
                 msg = f"{where}: the {kind.upper()} image is incomplete ({size:,} bytes received)"
                 raise DecodeError(msg, status=response.status)
             await anyio.to_thread.run_sync(_sync_and_close, handle)
+            # mkstemp creates 0600 files; a saved image gets the usual umask permissions.
+            await anyio.to_thread.run_sync(os.chmod, temp, _FILE_MODE)
             await anyio.to_thread.run_sync(os.replace, temp, target)
         except BaseException:
             # Synchronous on purpose: it must run even while this task is being cancelled.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import stat
 import struct
 import zlib
 from collections import Counter
@@ -186,6 +188,17 @@ async def test_downloads_png_named_after_task(host: ImageHost, tmp_path: Path) -
     assert path == tmp_path / "out" / "1700000000000001.png"
     assert path.read_bytes() == PNG
     assert leftovers(tmp_path / "out") == ["1700000000000001.png"]
+
+
+async def test_saved_files_get_umask_permissions_not_0600(host: ImageHost, tmp_path: Path) -> None:
+    """The temporary file's private 0600 mode does not survive into the saved image."""
+    umask = os.umask(0o022)
+    try:
+        async with client_for(host) as mj:
+            path = await mj.download(done(host.url("ok.png")), tmp_path)
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
 
 
 @pytest.mark.parametrize(
