@@ -35,6 +35,7 @@ from ._errors import (
     RateLimitError,
     ServerError,
 )
+from ._images import sniff_mime
 from ._models import Task, TaskStatus
 from ._retry import RequestKind, RetryPolicy, parse_retry_after, retry_delay
 from ._transport import AsyncTransport, Request
@@ -81,15 +82,8 @@ _FILE_MODE = _file_mode()
 
 def image_kind(head: bytes) -> str | None:
     """``"png"``, ``"jpeg"``, ``"webp"`` or ``"gif"`` from the first bytes; None otherwise."""
-    if head.startswith(_PNG_SIGNATURE):
-        return "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "gif"
-    return None
+    mime = sniff_mime(head)
+    return mime.removeprefix("image/") if mime is not None else None
 
 
 def is_complete_image(head: bytes, tail: bytes, size: int) -> bool:
