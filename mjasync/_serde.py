@@ -25,6 +25,7 @@ from ._errors import DecodeError, body_preview
 from ._models import AccountFilter, Button, Submission, Task, TaskAction, TaskStatus
 
 __all__ = [
+    "clear_caches",
     "converter",
     "decode_json",
     "decode_submission",
@@ -122,8 +123,7 @@ def parse_progress(value: object) -> int | None:
     return None
 
 
-def parse_time(value: object) -> datetime | None:
-    """Epoch milliseconds -> aware UTC datetime; ``0``, ``null`` and garbage -> None."""
+def _parse_time_uncached(value: object) -> datetime | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, str):
@@ -137,63 +137,146 @@ def parse_time(value: object) -> datetime | None:
     return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
+# submitTime and startTime repeat in every snapshot of a task: a small cache of the
+# datetimes built for recent epoch values (ints only; datetimes are immutable).
+_TIME_CACHE: dict[int, datetime | None] = {}
+_TIME_CACHE_SIZE = 4096
+_MISSING = object()
+
+
+def parse_time(value: object) -> datetime | None:
+    """Epoch milliseconds -> aware UTC datetime; ``0``, ``null`` and garbage -> None."""
+    if value is None:
+        return None
+    if type(value) is not int:
+        return _parse_time_uncached(value)
+    cache = _TIME_CACHE
+    parsed = cache.get(value, _MISSING)
+    if parsed is _MISSING:
+        if len(cache) >= _TIME_CACHE_SIZE:
+            cache.clear()
+        parsed = cache[value] = _parse_time_uncached(value)
+    return parsed  # type: ignore[return-value]
+
+
 def _structure_button(data: object, _: type[Button] = Button) -> Button:
     if not isinstance(data, Mapping):
         msg = f"a button must be a JSON object, got {body_preview(data)}"
         raise DecodeError(msg, body=data)
-    custom_id = _as_text(data.get("customId"))
-    if not custom_id:
+    button = _button_or_none(data)
+    if button is None:
         msg = "a button has no customId"
         raise DecodeError(msg, body=data)
-    return Button(
-        custom_id=custom_id,
-        emoji=_as_text(data.get("emoji")) or "",
-        label=_as_text(data.get("label")) or "",
-        type=_as_int(data.get("type"), 2),
-        style=_as_int(data.get("style"), 2),
-    )
+    return button
+
+
+# Buttons repeat in every snapshot of a finished task (a final notification and its
+# confirming fetch, a watcher's snapshots): equal buttons share one frozen object.
+_BUTTON_CACHE: dict[tuple[object, ...], Button] = {}
+_BUTTON_CACHE_SIZE = 4096
+
+
+def _button_or_none(data: Mapping[str, Any]) -> Button | None:
+    """The button of one JSON object, or None when it has no customId (a link button)."""
+    get = data.get
+    custom_id = get("customId")
+    if type(custom_id) is not str:
+        custom_id = _as_text(custom_id)
+    if not custom_id:
+        return None
+    emoji = get("emoji")
+    if type(emoji) is not str:
+        emoji = _as_text(emoji) or ""
+    label = get("label")
+    if type(label) is not str:
+        label = _as_text(label) or ""
+    kind = get("type", 2)
+    if type(kind) is not int:
+        kind = _as_int(kind, 2)
+    style = get("style", 2)
+    if type(style) is not int:
+        style = _as_int(style, 2)
+    key = (custom_id, emoji, label, kind, style)
+    button = _BUTTON_CACHE.get(key)
+    if button is None:
+        if len(_BUTTON_CACHE) >= _BUTTON_CACHE_SIZE:
+            _BUTTON_CACHE.clear()
+        button = _BUTTON_CACHE[key] = Button(custom_id, emoji, label, kind, style)
+    return button
+
+
+def clear_caches() -> None:
+    """Forget the cached datetimes and buttons (benchmarks measure cold decodes)."""
+    _TIME_CACHE.clear()
+    _BUTTON_CACHE.clear()
 
 
 def _structure_buttons(value: object) -> tuple[Button, ...]:
-    if not isinstance(value, list):
+    if not isinstance(value, list) or not value:
         return ()
-    # Link buttons (no customId) cannot be pressed through the API: drop them.
-    return tuple(
-        _structure_button(item)
-        for item in value
-        if isinstance(item, Mapping) and _as_text(item.get("customId"))
-    )
+    buttons = []
+    for item in value:
+        # Link buttons (no customId) cannot be pressed through the API: drop them.
+        if type(item) is dict or isinstance(item, Mapping):
+            button = _button_or_none(item)
+            if button is not None:
+                buttons.append(button)
+    return tuple(buttons)
+
+
+def _text(value: object) -> str | None:
+    return value if value is None or type(value) is str else _as_text(value)
 
 
 def _structure_task(data: object, _: type[Task] = Task) -> Task:
-    if not isinstance(data, Mapping):
+    if type(data) is dict or isinstance(data, dict):
+        raw: dict[str, Any] = data
+    elif isinstance(data, Mapping):
+        raw = dict(data)
+    else:
         msg = f"a task must be a JSON object, got {body_preview(data)}"
         raise DecodeError(msg, body=data)
-    task_id = as_id(data.get("id"))
-    if task_id is None:
-        msg = f"a task has no usable id: {body_preview(data)}"
-        raise DecodeError(msg, body=data)
-    status_text = _as_text(data.get("status")) or ""
-    action_text = _as_text(data.get("action"))
-    properties = data.get("properties")
-    raw = data if isinstance(data, dict) else dict(data)
+    get = data.get
+    task_id = get("id")
+    if type(task_id) is not str or not task_id or task_id != task_id.strip():
+        task_id = as_id(task_id)
+        if task_id is None:
+            msg = f"a task has no usable id: {body_preview(data)}"
+            raise DecodeError(msg, body=data)
+    status_text = get("status")
+    if type(status_text) is not str:
+        status_text = _as_text(status_text) or ""
+    action_text = get("action")
+    if type(action_text) is not str:
+        action_text = _as_text(action_text)
+    progress = get("progress")
+    image_url = get("imageUrl")
+    if image_url is not None and type(image_url) is not str:
+        image_url = _as_text(image_url)
+    fail_reason = get("failReason")
+    if fail_reason is not None and type(fail_reason) is not str:
+        fail_reason = _as_text(fail_reason)
+    buttons = get("buttons")
+    properties = get("properties")
+    # Positional: Task's field order (its public constructor); about 1.5 µs cheaper
+    # than keywords on the hot path.
     return Task(
-        id=task_id,
-        action=_ACTIONS.get(action_text, action_text) if action_text else None,
-        status=_STATUSES.get(status_text, status_text),
-        progress=parse_progress(data.get("progress")),
-        prompt=_as_text(data.get("prompt")),
-        prompt_en=_as_text(data.get("promptEn")),
-        description=_as_text(data.get("description")),
-        state=_as_text(data.get("state")),
-        submit_time=parse_time(data.get("submitTime")),
-        start_time=parse_time(data.get("startTime")),
-        finish_time=parse_time(data.get("finishTime")),
-        image_url=_as_text(data.get("imageUrl")) or None,
-        fail_reason=_as_text(data.get("failReason")) or None,
-        buttons=_structure_buttons(data.get("buttons")),
-        properties=dict(properties) if isinstance(properties, Mapping) else {},
-        raw=raw,
+        task_id,
+        _ACTIONS.get(action_text, action_text) if action_text else None,
+        _STATUSES.get(status_text, status_text),
+        progress if type(progress) is int and 0 <= progress <= 100 else parse_progress(progress),
+        _text(get("prompt")),
+        _text(get("promptEn")),
+        _text(get("description")),
+        _text(get("state")),
+        parse_time(get("submitTime")),
+        parse_time(get("startTime")),
+        parse_time(get("finishTime")),
+        image_url or None,
+        fail_reason or None,
+        _structure_buttons(buttons) if buttons else (),
+        dict(properties) if type(properties) is dict or isinstance(properties, Mapping) else {},
+        raw,
     )
 
 
@@ -255,7 +338,8 @@ def decode_json(content: bytes) -> Any:
 
 def decode_task(data: object) -> Task:
     """Structure one task JSON object."""
-    return converter.structure(data, Task)
+    # The hook registered for Task, without the converter's dispatch.
+    return _structure_task(data)
 
 
 def decode_tasks(data: object) -> list[Task]:
