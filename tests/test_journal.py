@@ -106,3 +106,14 @@ async def test_one_journal_serves_one_run_at_a_time(tmp_path: Path) -> None:
             await Journal.open(path)
     async with await Journal.open(path) as again:
         assert again.run_id
+
+
+async def test_a_journal_path_that_cannot_be_opened_is_a_journal_error(tmp_path: Path) -> None:
+    """A journal path sqlite cannot open (a directory) raises JournalError and frees the lock."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with pytest.raises(JournalError, match="not a usable journal"):
+        await Journal.open(folder)
+    # The failed open released its lock: a second try fails the same way, not as "in use".
+    with pytest.raises(JournalError, match="not a usable journal"):
+        await Journal.open(folder)

@@ -166,7 +166,11 @@ class Journal:
         def connect() -> str:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lock_file = _lock(self.path)
-            conn = sqlite3.connect(self.path, isolation_level=None)
+            try:
+                conn = sqlite3.connect(self.path, isolation_level=None)
+            except sqlite3.Error as error:
+                self._unlock()
+                raise JournalError(f"{self.path}: not a usable journal ({error})") from None
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 # FULL: the 'sending' row must survive a power cut, or a rerun could pay twice.
