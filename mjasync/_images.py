@@ -102,6 +102,9 @@ async def to_data_uri(
         except PermissionError as exc:
             msg = f"{what} file is not readable: {path}"
             raise InvalidRequestError(msg) from exc
+        except OSError as exc:
+            msg = f"{what} file {path} cannot be read: {exc.strerror or exc}"
+            raise InvalidRequestError(msg) from exc
         return _encode(data, f"{what} file {path}", max_bytes, png_only=png_only)
     if isinstance(image, str):
         text = image.strip()

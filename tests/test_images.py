@@ -219,3 +219,11 @@ async def test_bad_url_images_are_refused_before_submitting(path: str, match: st
 
     assert hits == [path]
     assert submits == []
+
+
+@pytest.mark.parametrize("name", ["a-file/inside.png", "x" * 300 + ".png"])
+async def test_paths_the_os_cannot_open_are_invalid_requests(tmp_path: Path, name: str) -> None:
+    """A path under a regular file, or a name too long for the OS, is an InvalidRequestError."""
+    (tmp_path / "a-file").write_bytes(PNG)
+    with pytest.raises(InvalidRequestError, match="cannot be read"):
+        await to_data_uri(tmp_path / name)
