@@ -38,7 +38,8 @@ from ._webhook import (
     NotificationBody,
     NotificationResult,
     aiohttp_handler,
-    read_notification,
+    check_token,
+    parse_notification,
 )
 
 __all__ = ["AuthStyle", "Client"]
@@ -793,9 +794,14 @@ class Client:
         fetch (unless ``trust_notifications``). Duplicates and late deliveries never
         move a task backwards.
         """
-        result = read_notification(
-            body, token=token, expected=self._notify_token, max_bytes=max_bytes
-        )
+        refused = check_token(self._notify_token, token)
+        if refused is not None:
+            return refused
+        return self._accept_notification(body, max_bytes)
+
+    def _accept_notification(self, body: NotificationBody, max_bytes: int) -> NotificationResult:
+        """`handle_notification` once the token matched (the aiohttp handler checked it)."""
+        result = parse_notification(body, max_bytes=max_bytes)
         if result.task is not None and not self._closed:
             # Through _get_poller: a hook may beat the first await_task, and the
             # poller keeps it for that waiter.
@@ -811,7 +817,7 @@ class Client:
         Mount it with ``app.router.add_post(path, mj.webhook_handler)``. The token is
         checked before the body is read; a refused request gets 401/403.
         """
-        return aiohttp_handler(self.handle_notification, lambda: self._notify_token)
+        return aiohttp_handler(self._accept_notification, lambda: self._notify_token)
 
     # -- queries ---------------------------------------------------------------------
 
@@ -913,7 +919,7 @@ class Client:
 
         def parse(response: Response) -> str:
             body = read_body(response, where, task_id=target)
-            submission = submission_or_raise(body, where, response.status)
+            submission = submission_or_raise(body, where, response.status, task_id=target)
             return submission.task_id or ""
 
         return await self._request(
@@ -930,7 +936,7 @@ class Client:
             if isinstance(body, Mapping) and "code" in body:
                 code = body.get("code")
                 if code not in {1, 22}:
-                    submission_or_raise(body, where, response.status)
+                    submission_or_raise(body, where, response.status, task_id=target)
 
         await self._request("POST", f"/task/{target}/cancel", parse)
 

@@ -172,8 +172,13 @@ def read_body(response: Response, where: str, *, task_id: str | None = None) -> 
     raise APIError(msg, body=body, **common)
 
 
-def submission_or_raise(body: object, where: str, status: int = 200) -> Submission:
-    """Decode a submit answer; accepted (1, 22) and modal (21) return, the rest raise."""
+def submission_or_raise(
+    body: object, where: str, status: int = 200, *, task_id: str | None = None
+) -> Submission:
+    """Decode a submit answer; accepted (1, 22) and modal (21) return, the rest raise.
+
+    ``task_id`` marks a per-task query (image-seed, cancel): code 3 raises TaskNotFoundError.
+    """
     if body is None:
         msg = f"{where}: the server answered with an empty body"
         raise DecodeError(msg, status=status, body=body)
@@ -186,5 +191,5 @@ def submission_or_raise(body: object, where: str, status: int = 200) -> Submissi
             raise DecodeError(msg, status=status, code=submission.code, body=body)
         return submission
     raise _error_for_code(
-        where, status, submission.code, submission.description or None, body, task_id=None
+        where, status, submission.code, submission.description or None, body, task_id=task_id
     )

@@ -981,3 +981,14 @@ def test_bad_auth_from_environment_is_refused(monkeypatch: pytest.MonkeyPatch) -
 
     with pytest.raises(InvalidRequestError):
         Client("http://mj.test", "k", transport=MockTransport(accepted))
+
+
+@pytest.mark.parametrize("call", ["image_seed", "cancel"])
+async def test_plus_code_3_on_a_task_query_is_task_not_found(call: str) -> None:
+    """PLUS answers an unknown id with HTTP 200 code 3: TaskNotFoundError, as in other dialects."""
+    mj, _ = client(lambda r: json_response({"code": 3, "description": "任务不存在"}))
+    async with mj:
+        with pytest.raises(mjasync.TaskNotFoundError) as caught:
+            await getattr(mj, call)("999")
+    assert caught.value.task_id == "999"
+    assert caught.value.code == 3
