@@ -27,6 +27,7 @@ __all__ = [
     "NotificationResult",
     "aiohttp_handler",
     "check_token",
+    "parse_notification",
     "read_notification",
 ]
 
@@ -74,8 +75,20 @@ def read_notification(
     refused = check_token(expected, token)
     if refused is not None:
         return refused
-    if isinstance(body, Mapping):
-        data: object = body
+    return parse_notification(body, max_bytes=max_bytes)
+
+
+def parse_notification(body: NotificationBody, *, max_bytes: int) -> NotificationResult:
+    """`read_notification` after the token was checked: the size, then the task."""
+    if type(body) is bytes:
+        if len(body) > max_bytes:
+            return NotificationResult(413, f"body larger than {max_bytes} bytes")
+        try:
+            data: object = decode_json(body)
+        except DecodeError:
+            return NotificationResult(400, "body is not JSON")
+    elif isinstance(body, Mapping):
+        data = body
     else:
         raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
         if len(raw) > max_bytes:
@@ -91,16 +104,17 @@ def read_notification(
     return NotificationResult(200, "accepted", task)
 
 
-Handle = Callable[..., Awaitable[NotificationResult]]
+Accept = Callable[[bytes, int], NotificationResult]
 
 
 def aiohttp_handler(
-    handle: Handle, expected: Callable[[], str], max_bytes: int = MAX_NOTIFICATION_BYTES
+    accept: Accept, expected: Callable[[], str], max_bytes: int = MAX_NOTIFICATION_BYTES
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """An aiohttp request handler that feeds ``handle(body, token=...)``.
+    """An aiohttp request handler that feeds ``accept(body, max_bytes)``.
 
-    A refused token is answered before the body is read, and the body is read with a
-    hard cap, so an unauthenticated caller cannot make the app buffer anything.
+    The token is compared once, here, before the body is read (a refused request gets
+    401/403 and nothing is buffered); the body is read with a hard cap. *accept* gets
+    only bodies that carried the right token.
     """
     from aiohttp import web
 
@@ -110,17 +124,16 @@ def aiohttp_handler(
         if refused is not None:
             return web.Response(status=refused.status, text=refused.reason)
         length = request.content_length
-        too_large = web.Response(status=413, text=f"body larger than {max_bytes} bytes")
         if length is not None and length > max_bytes:
-            return too_large
+            return web.Response(status=413, text=f"body larger than {max_bytes} bytes")
         chunks: list[bytes] = []
         size = 0
         while chunk := await request.content.read(65536):
             size += len(chunk)
             if size > max_bytes:
-                return too_large
+                return web.Response(status=413, text=f"body larger than {max_bytes} bytes")
             chunks.append(chunk)
-        result = await handle(b"".join(chunks), token=token, max_bytes=max_bytes)
+        result = accept(chunks[0] if len(chunks) == 1 else b"".join(chunks), max_bytes)
         return web.Response(status=result.status, text=result.reason)
 
     return webhook_handler
