@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import cProfile
 import gc
+import importlib
 import json
 import os
 import pstats
@@ -32,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import mjasync
@@ -50,11 +52,17 @@ SUBMIT_CONCURRENCY = 200
 SUBMIT_WINDOW = 3.0
 
 
+_STATM: list[int] = []
+
+
 def rss_bytes() -> int:
     """The current resident set size (Linux /proc; elsewhere the peak, which only grows)."""
     try:
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        if not _STATM:
+            _STATM.append(os.open("/proc/self/statm", os.O_RDONLY))
+        # One pread on a kept descriptor: the sampler runs 20 times a second while the
+        # client is measured, so it must cost next to nothing.
+        return int(os.pread(_STATM[0], 200, 0).split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak if sys.platform == "darwin" else peak * 1024
@@ -110,6 +118,12 @@ class Server:
             raise RuntimeError(msg)
         self.base_url = f"http://127.0.0.1:{self.port}"
 
+    def cpu(self) -> float:
+        """CPU seconds (user + system) the simulator process has used so far."""
+        with open(f"/proc/{self.process.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def close(self) -> None:
         self.process.terminate()
         self.process.wait(10)
@@ -117,11 +131,75 @@ class Server:
             self.process.stdout.close()
 
 
-async def run_once(waiters: int, mode: str, profile: bool = False) -> dict[str, Any]:
+CALIBRATION_REQUESTS = 300
+
+
+async def calibrate_out(mj: mjasync.Client) -> float:
+    """Client CPU µs of one status request whose answer holds no task."""
+    for _ in range(20):  # warm the connection pool
+        await mj._fetch_batch_raw(["1"])
+    before = time.process_time()
+    for _ in range(CALIBRATION_REQUESTS):
+        await mj._fetch_batch_raw(["1"])
+    return (time.process_time() - before) / CALIBRATION_REQUESTS * 1e6
+
+
+async def calibrate_in(port: int) -> float:
+    """Client CPU µs of serving one tiny POST sent by another process (100 connections)."""
+    count = CALIBRATION_REQUESTS * 4
+    args = [sys.executable, __file__, "--post", f"http://127.0.0.1:{port}/calibrate,{count}"]
+    before = time.process_time()
+    child = await asyncio.create_subprocess_exec(*args)
+    # The child's start-up costs this process nothing but a little event-loop idling.
+    await child.wait()
+    return (time.process_time() - before) / count * 1e6
+
+
+async def post_many(url: str, count: int) -> None:
+    """Subprocess entry for calibrate_in: *count* POSTs over 100 keep-alive connections."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        limit = asyncio.Semaphore(100)
+
+        async def one() -> None:
+            async with limit, session.post(url, json={"id": "1", "status": "SUBMITTED"}) as r:
+                await r.read()
+
+        await asyncio.gather(*(one() for _ in range(count)))
+
+
+def start_profile(kind: str | None) -> Callable[[], None]:
+    """Start a profiler of the waiting phase; the returned callable stops and prints it."""
+    if kind == "pyinstrument":
+        import pyinstrument
+
+        sampler = pyinstrument.Profiler(interval=0.0005, async_mode="disabled")
+        sampler.start()
+
+        def stop_sampler() -> None:
+            sampler.stop()
+            print(sampler.output_text(unicode=True, show_all=False), file=sys.stderr)
+
+        return stop_sampler
+    if kind:
+        profiler = cProfile.Profile()
+        profiler.enable()
+
+        def stop() -> None:
+            profiler.disable()
+            pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(30)
+
+        return stop
+    return lambda: None
+
+
+async def run_once(waiters: int, mode: str, profile: str | None = None) -> dict[str, Any]:
     server = Server(waiters, notify=mode == "webhook")
     runner = None
     try:
         hook = None
+        port = 0
         if mode == "webhook":
             from aiohttp import web
 
@@ -129,23 +207,39 @@ async def run_once(waiters: int, mode: str, profile: bool = False) -> dict[str, 
             hook = f"http://127.0.0.1:{port}/mj-hook"
         client = mjasync.Client(server.base_url, "bench", poll=POLL, notify_hook=hook)
         arrived: dict[str, float] = {}
+        # Webhook bodies received, all of them, counted only while waiting.
+        hooks = {"counting": 0, "bodies": 0}
         if mode == "webhook":
             # handle_notification (the any-framework path) so the arrival of each final
             # callback can be timed; webhook_handler does the same work.
             async def hook_route(request: web.Request) -> web.Response:
                 body = await request.read()
                 now = time.time()
+                hooks["bodies"] += hooks["counting"]
                 result = await client.handle_notification(body, token=request.query.get("token"))
                 if result.task is not None and result.task.is_terminal:
                     arrived.setdefault(result.task.id, now)
                 return web.Response(status=result.status)
 
+            async def calibrate_route(request: web.Request) -> web.Response:
+                await request.read()
+                return web.Response(status=200)
+
             app = web.Application()
             app.router.add_post("/mj-hook", hook_route)
+            app.router.add_post("/calibrate", calibrate_route)
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", port).start()
         async with client as mj:
+            # The fixed CPU cost of one HTTP request, measured before any task exists:
+            # a status request for an id the server does not know (the client's own path,
+            # answered with []), and a tiny POST from another process to this app.
+            out_us = await calibrate_out(mj)
+            in_us = await calibrate_in(port) if mode == "webhook" else 0.0
+            # One-time costs are not per snapshot: the poller's task group imports
+            # anyio's asyncio backend on first use, so load it now.
+            importlib.import_module("anyio._backends._asyncio")
             limit = asyncio.Semaphore(SUBMIT_CONCURRENCY)
 
             started = time.monotonic()
@@ -163,7 +257,10 @@ async def run_once(waiters: int, mode: str, profile: bool = False) -> dict[str, 
             gc.collect()
             rss_before = rss_bytes()
             peak = rss_before
+            server_cpu_before = server.cpu()
             cpu_before = time.process_time()
+            wall_before = time.monotonic()
+            hooks["counting"] = 1
             wait_started = time.time()
             lags: list[float] = []
             client_lags: list[float] = []
@@ -185,14 +282,13 @@ async def run_once(waiters: int, mode: str, profile: bool = False) -> dict[str, 
                     await asyncio.sleep(0.05)
 
             sampler = asyncio.ensure_future(sample())
-            profiler = cProfile.Profile() if profile else None
-            if profiler is not None:
-                profiler.enable()
+            stop_profile = start_profile(profile)
             await asyncio.gather(*(wait(s) for s in subs))
             cpu = time.process_time() - cpu_before
-            if profiler is not None:
-                profiler.disable()
-                pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(30)
+            wall = time.monotonic() - wall_before
+            hooks["counting"] = 0
+            server_cpu = server.cpu() - server_cpu_before
+            stop_profile()
             sampler.cancel()
             await asyncio.gather(sampler, return_exceptions=True)
             peak = max(peak, rss_bytes())
@@ -201,7 +297,8 @@ async def run_once(waiters: int, mode: str, profile: bool = False) -> dict[str, 
         if runner is not None:
             await runner.cleanup()
         server.close()
-    processed = stats.snapshots + stats.notifications
+    processed = stats.snapshots + hooks["bodies"]
+    fixed = (stats.status_requests * out_us + hooks["bodies"] * in_us) / 1e6
     lags.sort()
     client_lags.sort()
     return {
@@ -214,8 +311,17 @@ async def run_once(waiters: int, mode: str, profile: bool = False) -> dict[str, 
         "per_tick_max": stats.max_requests_per_tick,
         "snapshots": stats.snapshots,
         "notifications": stats.notifications,
+        "hook_bodies": hooks["bodies"],
+        "processed": processed,
+        "wall_s": wall,
         "cpu_s": cpu,
+        "client_cores": cpu / wall,
+        "server_cores": server_cpu / wall,
         "cpu_us_per_snapshot": cpu / processed * 1e6 if processed else 0.0,
+        "request_out_us": out_us,
+        "request_in_us": in_us,
+        "http_fixed_s": fixed,
+        "net_us_per_snapshot": (cpu - fixed) / processed * 1e6 if processed else 0.0,
         "rss_mb": (peak - rss_before) / 2**20,
         "rss_kb_per_waiter": (peak - rss_before) / waiters / 1024,
         "lag_n": len(lags),
@@ -232,14 +338,19 @@ async def run_once(waiters: int, mode: str, profile: bool = False) -> dict[str, 
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| mode | waiters | req/tick mean (max) | ceil(N/batch) | snapshots | "
-        "CPU µs/snapshot | RSS growth (MB) | RSS KB/waiter | lag p50 / p95 / max (ms) | "
+        "CPU µs/snapshot | HTTP requests out / in | µs per request out / in | "
+        "CPU µs/snapshot net of HTTP | client / sim cores | "
+        "RSS growth (MB) | RSS KB/waiter | lag p50 / p95 / max (ms) | "
         "hook→return p50 / p95 (ms) |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     lines = [
         f"| {r['mode']} | {r['waiters']:,} | {r['per_tick_mean']:.1f} ({r['per_tick_max']}) | "
         f"{-(-r['waiters'] // POLL.batch_size)} | "
-        f"{r['snapshots'] + r['notifications']:,} | {r['cpu_us_per_snapshot']:.1f} | "
+        f"{r['processed']:,} | {r['cpu_us_per_snapshot']:.1f} | "
+        f"{r['requests']:,} / {r['hook_bodies']:,} | "
+        f"{r['request_out_us']:.0f} / {r['request_in_us']:.0f} | "
+        f"{r['net_us_per_snapshot']:.1f} | {r['client_cores']:.2f} / {r['server_cores']:.2f} | "
         f"{r['rss_mb']:.1f} | {r['rss_kb_per_waiter']:.2f} | "
         f"{r['lag_p50']:.1f} / {r['lag_p95']:.1f} / {r['lag_max']:.1f} | "
         + (
@@ -257,11 +368,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--waiters", default="100,1000,10000", help="comma-separated counts")
     parser.add_argument("--modes", default="poll,webhook", help="poll, webhook or both")
     parser.add_argument("--json", action="store_true", help="print raw results as JSON too")
-    parser.add_argument("--profile", action="store_true", help="cProfile the waiting phase")
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="cprofile",
+        choices=["cprofile", "pyinstrument"],
+        help="profile the waiting phase (cProfile by default, or pyinstrument if installed)",
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--post", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         serve(args.serve)
+        return 0
+    if args.post:
+        url, count = args.post.rsplit(",", 1)
+        asyncio.run(post_many(url, int(count)))
         return 0
     rows = []
     for count in (int(n) for n in args.waiters.split(",")):
