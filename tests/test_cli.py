@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -217,3 +218,19 @@ def _accepted(journal: Path) -> bool:
     except sqlite3.Error:
         return False
     return bool(row[0])
+
+
+def test_simulator_on_a_busy_port_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`mjasync simulator --port P` with P taken prints one error line and exits 2."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["simulator", "--port", str(port)])
+    assert code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert str(port) in err
+    assert "Traceback" not in err
