@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -274,7 +275,7 @@ def _describe(error: BaseException) -> str:
 class BulkRunner:
     """Runs many jobs against one `Client`, journaled in SQLite so a rerun resumes.
 
-    Each job: imagine (with its ``state`` tagged ``mjasync:<run>:<job>:<step>``), wait,
+    Each job: imagine (with its ``state`` tagged ``mjasync:<run>:<job>:<step>:<nonce>``), wait,
     download the grid, then press each action button concurrently, wait and download
     each result. At most *concurrency* jobs are in flight; queue-full and 429 answers
     pause every submitter with a shared, growing backoff.
@@ -632,7 +633,9 @@ class BulkRunner:
         step: str,
         submit: Callable[[str], Awaitable[Submission]],
     ) -> str:
-        tag = f"mjasync:{self.journal.run_id}:{job.key}:{step}"
+        # A fresh nonce per paid intent: after --retry-failed or --resubmit-unknown, a
+        # lost answer must not be "recovered" as the earlier task of the same step.
+        tag = f"mjasync:{self.journal.run_id}:{job.key}:{step}:{secrets.token_hex(4)}"
         last = ""
         for _ in range(self.max_submit_attempts):
             await self._gate.wait()
