@@ -241,7 +241,11 @@ class Waiter:
         self.last = task
         if final:
             self._final = True
-        self._wake()
+            self._wake()
+        elif self._keep_all:
+            # A plain await_task only returns the final snapshot: waking it for each
+            # progress hint would cost a task switch per notification for nothing.
+            self._wake()
 
     def _fail(self, error: BaseException) -> None:
         if self._error is None:
@@ -251,13 +255,15 @@ class Waiter:
     async def next(self) -> Task:
         """The next changed snapshot; the final one (`is_final`) is the last.
 
+        Without *keep_all* only the final snapshot is returned.
+
         Raises:
             mjasync.TaskTimeoutError: the timeout ran out first.
             mjasync.TaskNotFoundError: the server does not know the id.
             mjasync.ClientClosedError: the client was closed.
         """
         while True:
-            if self._pending and (self._final or not self._expired):
+            if self._pending and (self._final or (self._keep_all and not self._expired)):
                 return self._pending.pop(0)
             if self._error is not None:
                 raise self._error
@@ -416,8 +422,9 @@ class Poller:
     def register(self, task_id: str, *, keep_all: bool, timeout: float | None) -> Waiter:
         """Start following *task_id*; the returned waiter must be closed.
 
-        *keep_all* queues every changed snapshot (watch, ``on_progress``); otherwise only
-        the newest is kept. The waiter's timeout starts now.
+        *keep_all* queues every changed snapshot and wakes `Waiter.next` for each (watch,
+        ``on_progress``); otherwise only the newest is kept and `Waiter.next` returns only
+        the final one (or raises). The waiter's timeout starts now.
         """
         if self._closed:
             msg = "this Client is closed"

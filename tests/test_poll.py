@@ -14,6 +14,8 @@ import pytest
 from _fakeproxy import FakeProxy
 
 import mjasync
+from mjasync import _poll
+from mjasync._serde import decode_task
 from mjasync.simulator import Simulator
 from mjasync.testing import json_response
 
@@ -501,3 +503,37 @@ async def test_progress_never_goes_backwards() -> None:
         proxy.set("1", "SUCCESS")
         await waiting
     assert seen == [("IN_PROGRESS", 60), ("SUCCESS", 100)]
+
+
+async def test_plain_waiter_wakes_only_for_the_final_snapshot() -> None:
+    """Progress hints reach a watcher at once but never wake a plain await_task."""
+
+    async def never(_: object) -> list[object]:
+        await asyncio.sleep(3600)
+        return []
+
+    async def fetch_one(_: str) -> mjasync.Task:
+        raise AssertionError
+
+    poller = _poll.Poller(
+        mjasync.PollPolicy(first_poll=3600), fetch_batch=never, fetch_one=fetch_one
+    )
+    plain = poller.register("1", keep_all=False, timeout=None)
+    watcher = poller.register("1", keep_all=True, timeout=None)
+    plain_next = asyncio.ensure_future(plain.next())
+    watcher_next = asyncio.ensure_future(watcher.next())
+    await asyncio.sleep(0)
+    for percent in (20, 40):
+        running = decode_task({"id": "1", "status": "IN_PROGRESS", "progress": f"{percent}%"})
+        assert poller.notify(running, trust=True)
+        await asyncio.sleep(0)
+    assert (await watcher_next).progress == 20
+    assert not plain_next.done()
+    assert plain.last is not None
+    assert plain.last.progress == 40
+    assert poller.notify(decode_task({"id": "1", "status": "SUCCESS"}), trust=True)
+    final = await asyncio.wait_for(plain_next, 1)
+    assert final.status == "SUCCESS"
+    plain.close()
+    watcher.close()
+    await poller.aclose()
