@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from . import __about__
+from ._chains import gather_chains
 from ._client import Client
 from ._errors import (
     ButtonNotFoundError,
@@ -323,41 +324,52 @@ async def _cmd_imagine(args: argparse.Namespace, out: _Out) -> int:
     async with _client(args) as mj:
         submission = await mj.imagine(args.prompt)
         out.note(f"submitted imagine task {submission.task_id}")
+        files: list[Path] = []
         with _TaskBars(out) as bars:
             grid = await mj.await_task(
                 submission, timeout=args.wait_timeout, on_progress=bars.callback("imagine")
             )
-            results: list[Task] = []
-            if buttons:
+            if args.out:
+                files.append(await mj.download(grid, args.out, filename=f"{grid.id}-grid"))
 
-                async def press(button: str) -> Task:
-                    return await mj.run_action(
-                        grid,
-                        button,
-                        timeout=args.wait_timeout,
-                        on_progress=bars.callback(button),
-                    )
+            async def press(button: str) -> tuple[Task, Path | None]:
+                task = await mj.run_action(
+                    grid, button, timeout=args.wait_timeout, on_progress=bars.callback(button)
+                )
+                # Download inside the chain: result URLs expire.
+                name = f"{task.id}-{button}"
+                path = await mj.download(task, args.out, filename=name) if args.out else None
+                return task, path
 
-                results = list(await asyncio.gather(*(press(b) for b in buttons)))
-        files: list[Path] = []
-        if args.out:
-            for task, name in [(grid, "grid"), *zip(results, buttons, strict=True)]:
-                files.append(await mj.download(task, args.out, filename=f"{task.id}-{name}"))
+            # Every pressed button is a paid task: one failure must not discard the others.
+            outcomes = await gather_chains(press(button) for button in buttons)
+    results: dict[str, Task] = {}
+    errors: dict[str, str] = {}
+    for button, outcome in zip(buttons, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            errors[button] = f"{type(outcome).__name__}: {outcome}"
+            continue
+        task, path = outcome
+        results[button] = task
+        if path is not None:
+            files.append(path)
     out.result(
         {
-            "ok": True,
+            "ok": not errors,
             "task": _task_dict(grid),
-            "actions": {b: _task_dict(t) for b, t in zip(buttons, results, strict=True)},
+            "actions": {b: _task_dict(t) for b, t in results.items()},
+            "errors": errors,
             "files": [str(f) for f in files],
         },
         [
             f"task {grid.id}: {grid.status}",
             f"image: {grid.image_url}",
-            *(f"{b}: task {t.id} {t.image_url}" for b, t in zip(buttons, results, strict=True)),
+            *(f"{b}: task {t.id} {t.image_url}" for b, t in results.items()),
+            *(f"{b}: failed: {e}" for b, e in errors.items()),
             *(f"saved {f}" for f in files),
         ],
     )
-    return EXIT_OK
+    return EXIT_FAILED if errors else EXIT_OK
 
 
 async def _cmd_action(args: argparse.Namespace, out: _Out) -> int:

@@ -105,6 +105,25 @@ async def test_imagine_upscales_and_downloads_as_json(
     assert all(Path(f).is_file() for f in data["files"])  # noqa: ASYNC240 - a test check
 
 
+async def test_one_failed_upscale_keeps_the_others_and_exits_1(
+    sim: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failed upscale is reported; the paid ones that succeeded are still kept and saved."""
+    sim.inject("POST /mj/submit/action", "task_failure", reason="Job action restricted")
+    code = await run_cli(
+        "imagine", "a red fox", "--upscale", "U1,U2,U3", "--out", str(tmp_path),
+        "--base-url", sim.base_url, "--json", *FAST,
+    )  # fmt: skip
+    assert code == EXIT_FAILED
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is False
+    assert len(data["errors"]) == 1
+    assert "Job action restricted" in next(iter(data["errors"].values()))
+    assert len(data["actions"]) == 2
+    assert len(data["files"]) == 3
+    assert sim.requests["POST /mj/submit/action"] == 3
+
+
 async def test_task_seed_and_action_commands(
     sim: Simulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
