@@ -538,10 +538,12 @@ class Client:
         if isinstance(button, Button):
             return button.custom_id
         key = _require_text(button, "button")
+        if key.startswith("MJ::"):
+            # An explicit customId is sent as given, even when the snapshot lacks it
+            # (relays may strip buttons); the server has the final word.
+            return key
         if isinstance(task, Task):
             return task.button(key).custom_id
-        if key.startswith("MJ::"):
-            return key
         msg = (
             f"button {key!r} is not a customId; pass the Task (not its id) to press "
             "a button by name, label or emoji"

@@ -144,7 +144,7 @@ def read_body(response: Response, where: str, *, task_id: str | None = None) -> 
     code = _code_of(body)
     retry_after = parse_retry_after(response.headers.get("retry-after"))
     common: dict[str, Any] = {"status": status, "code": code, "description": description}
-    reason = description or f"HTTP {status}"
+    reason = description or "no description"
     if status in {401, 403}:
         msg = f"{where}: authentication failed: {reason} (HTTP {status})"
         raise AuthenticationError(msg, body=body, **common)

@@ -992,3 +992,23 @@ async def test_plus_code_3_on_a_task_query_is_task_not_found(call: str) -> None:
             await getattr(mj, call)("999")
     assert caught.value.task_id == "999"
     assert caught.value.code == 3
+
+
+async def test_action_sends_an_explicit_custom_id_the_snapshot_lacks() -> None:
+    """A customId is sent as given with a Task too (relays may strip the buttons list)."""
+    transport = MockTransport(lambda request: json_response(submit_payload("77")))
+    task = decode_task(task_payload("42", buttons=[]))
+    async with mjasync.Client("http://mj.test", "k", transport=transport) as mj:
+        await mj.action(task, "MJ::JOB::upsample::1::abc")
+    (request,) = transport.requests
+    assert request.json == {"taskId": "42", "customId": "MJ::JOB::upsample::1::abc"}
+
+
+async def test_a_bare_500_names_the_status_once() -> None:
+    """An empty 5xx reads "no description (HTTP 500)", not the status twice."""
+    transport = MockTransport(lambda request: Response(status=500))
+    retry = mjasync.RetryPolicy(attempts=1)
+    async with mjasync.Client("http://mj.test", "k", transport=transport, retry=retry) as mj:
+        with pytest.raises(mjasync.ServerError) as caught:
+            await mj.fetch("42")
+    assert str(caught.value).count("500") == 1
