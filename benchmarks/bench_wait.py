@@ -8,7 +8,9 @@ once and reports:
 
 * status requests per tick (mean and max) from `Client.poll_stats`;
 * client CPU (``time.process_time``) during the waiting phase per task snapshot
-  processed (polled snapshots plus notifications);
+  processed: every item of a poll answer plus every webhook body received while
+  waiting; also that CPU net of the fixed per-request HTTP cost, which each run
+  calibrates before submitting (see benchmarks/README.md);
 * RSS growth per waiter: peak RSS while waiting minus RSS before, divided by N;
 * completion lag: ``finishTime`` of the task on the server to `await_task` returning,
   p50 / p95 / max, in milliseconds.
