@@ -195,7 +195,8 @@ async def test_ctrl_c_exits_130_and_leaves_the_journal_consistent(
     tmp_path: Path,
 ) -> None:
     """SIGINT mid-batch: exit 130, the run is recorded as interrupted, a rerun finishes."""
-    async with Simulator(dialect="plus", time_scale=0.05, seed=9) as sim:
+    # Slow enough (a task takes ~1 s) that the batch cannot finish before the signal lands.
+    async with Simulator(dialect="plus", time_scale=0.2, seed=9) as sim:
         jobs = tmp_path / "jobs.txt"
         jobs.write_text("".join(f"a heron {n}\n" for n in range(6)))
         journal = tmp_path / "j.sqlite3"
