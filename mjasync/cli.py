@@ -10,12 +10,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
+
+import anyio
 
 from . import __about__
 from ._chains import gather_chains
@@ -692,6 +695,37 @@ def _exit_code(error: BaseException) -> int:
     return EXIT_API
 
 
+async def _interruptible(work: Coroutine[Any, Any, int]) -> int:
+    """Run *work*; Ctrl-C cancels it through a cancel scope, then raises KeyboardInterrupt.
+
+    asyncio.run's own handler cancels the main task once; a shielded journal write that
+    is running at that moment absorbs the cancellation and the run would go on to the
+    end. A cancel scope stays cancelled, so the work stops at its next checkpoint.
+    """
+    loop = asyncio.get_running_loop()
+    interrupted = False
+    with anyio.CancelScope() as scope:
+
+        def on_interrupt() -> None:
+            nonlocal interrupted
+            interrupted = True
+            scope.cancel()
+
+        try:
+            loop.add_signal_handler(signal.SIGINT, on_interrupt)
+            installed = True
+        except (NotImplementedError, RuntimeError, ValueError):
+            installed = False  # not the main thread, or no signals here: keep the default
+        try:
+            return await work
+        finally:
+            if installed:
+                loop.remove_signal_handler(signal.SIGINT)
+    if interrupted:
+        raise KeyboardInterrupt
+    return EXIT_INTERRUPTED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (the console script exits with it)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -706,7 +740,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     command = _COMMANDS[args.command]
     try:
-        return asyncio.run(command(args, out))
+        return asyncio.run(_interruptible(command(args, out)))
     except KeyboardInterrupt:
         hint = "; rerun the same command to resume" if args.command == "batch" else ""
         out.error(f"interrupted{hint}")
