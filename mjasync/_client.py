@@ -21,7 +21,6 @@ from ._errors import (
     ClientClosedError,
     DecodeError,
     InvalidRequestError,
-    MJError,
     NotFoundError,
     TaskNotFoundError,
     body_preview,
@@ -30,7 +29,7 @@ from ._images import DEFAULT_MAX_IMAGE_BYTES, ImageInput, to_data_uri
 from ._models import AccountFilter, Button, Submission, Task
 from ._poll import Poller, PollPolicy, PollStats, ProgressCallback, TaskWatch, await_waiter, outcome
 from ._responses import read_body, submission_or_raise
-from ._retry import RequestKind, RetryPolicy, retry_delay
+from ._retry import RequestKind, RetryPolicy, with_retries
 from ._serde import decode_task, decode_tasks, encode_account_filter
 from ._transport import AiohttpTransport, AsyncTransport, Request, Response
 from ._webhook import (
@@ -303,27 +302,12 @@ class Client:
             msg = "this Client is closed"
             raise ClientClosedError(msg)
         request = Request(method, self._url(path), self._headers, json, timeout)
-        attempt = 0
-        while True:
-            attempt += 1
+
+        async def attempt() -> _T:
             self._requests_sent += 1
-            try:
-                response = await self._transport.send(request)
-                return parse(response)
-            except MJError as error:
-                delay = retry_delay(self.retry, kind, error, attempt, self._rng)
-                if delay is None:
-                    raise
-                logger.debug(
-                    "retrying %s %s in %.2fs after %s (try %d of %d)",
-                    method,
-                    path,
-                    delay,
-                    type(error).__name__,
-                    attempt + 1,
-                    self.retry.attempts,
-                )
-                await anyio.sleep(delay)
+            return parse(await self._transport.send(request))
+
+        return await with_retries(self.retry, kind, self._rng, attempt, what=f"{method} {path}")
 
     async def _submit(self, path: str, body: Mapping[str, Any]) -> Submission:
         where = f"POST {path}"
@@ -383,16 +367,13 @@ class Client:
             msg = "this Client is closed"
             raise ClientClosedError(msg)
         request = Request("GET", url, {"User-Agent": self._headers["User-Agent"]})
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return parse(await self._transport.send(request))
-            except MJError as error:
-                delay = retry_delay(self.retry, RequestKind.QUERY, error, attempt, self._rng)
-                if delay is None:
-                    raise
-                await anyio.sleep(delay)
+
+        async def attempt() -> bytes:
+            return parse(await self._transport.send(request))
+
+        return await with_retries(
+            self.retry, RequestKind.QUERY, self._rng, attempt, what="an image input download"
+        )
 
     async def _image(self, image: object, what: str, *, png_only: bool = False) -> str:
         return await to_data_uri(

@@ -30,14 +30,13 @@ from ._errors import (
     AuthenticationError,
     DecodeError,
     InvalidRequestError,
-    MJError,
     NotFoundError,
     RateLimitError,
     ServerError,
 )
 from ._images import sniff_mime
 from ._models import Task, TaskStatus
-from ._retry import RequestKind, RetryPolicy, parse_retry_after, retry_delay
+from ._retry import RequestKind, RetryPolicy, parse_retry_after, with_retries
 from ._transport import AsyncTransport, Request
 
 __all__ = [
@@ -340,21 +339,10 @@ async def download_image(
         logger.debug("%s already holds a complete image; not downloading again", existing)
         return existing
     request = Request("GET", url, dict(headers), None, timeout)
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return await _fetch_once(transport, request, folder, stem, max_bytes)
-        except MJError as error:
-            delay = retry_delay(retry, RequestKind.QUERY, error, attempt, rng)
-            if delay is None:
-                raise
-            logger.debug(
-                "retrying the download of task %s in %.2fs after %s (try %d of %d)",
-                task.id,
-                delay,
-                type(error).__name__,
-                attempt + 1,
-                retry.attempts,
-            )
-            await anyio.sleep(delay)
+
+    async def attempt() -> Path:
+        return await _fetch_once(transport, request, folder, stem, max_bytes)
+
+    return await with_retries(
+        retry, RequestKind.QUERY, rng, attempt, what=f"the download of task {task.id}"
+    )

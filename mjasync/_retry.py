@@ -8,11 +8,14 @@ started a paid job, so it is resent only when it provably never arrived
 
 from __future__ import annotations
 
+import logging
 import random
+from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
 import attrs
 
 from ._errors import (
@@ -24,7 +27,10 @@ from ._errors import (
     TransportError,
 )
 
-__all__ = ["RequestKind", "RetryPolicy", "parse_retry_after", "retry_delay"]
+__all__ = ["RequestKind", "RetryPolicy", "parse_retry_after", "retry_delay", "with_retries"]
+
+logger = logging.getLogger("mjasync")
+_T = TypeVar("_T")
 
 
 class RequestKind(Enum):
@@ -114,3 +120,35 @@ def parse_retry_after(value: str | None) -> float | None:
     if seconds != seconds:  # NaN
         return None
     return max(0.0, seconds)
+
+
+async def with_retries(
+    policy: RetryPolicy,
+    kind: RequestKind,
+    rng: random.Random,
+    attempt: Callable[[], Awaitable[_T]],
+    *,
+    what: str,
+) -> _T:
+    """Await *attempt* until it succeeds or `retry_delay` says to give up.
+
+    *what* names the request in debug logs; it must never contain a secret.
+    """
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            return await attempt()
+        except MJError as error:
+            delay = retry_delay(policy, kind, error, tries, rng)
+            if delay is None:
+                raise
+            logger.debug(
+                "retrying %s in %.2fs after %s (try %d of %d)",
+                what,
+                delay,
+                type(error).__name__,
+                tries + 1,
+                policy.attempts,
+            )
+            await anyio.sleep(delay)
