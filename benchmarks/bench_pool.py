@@ -70,7 +70,9 @@ async def run(
     transport = mjasync.AiohttpTransport(timeout=timeout, **options)
     outcomes: dict[str, str] = {}
     try:
-        async with mjasync.Client(base_url, "bench-key", transport=transport, timeout=timeout) as mj:
+        async with mjasync.Client(
+            base_url, "bench-key", transport=transport, timeout=timeout
+        ) as mj:
 
             async def one(prompt: str) -> None:
                 try:
@@ -107,7 +109,9 @@ async def run(
         "failures that had reached the server (paid, told failed)": sum(
             1 for prompt in failed if received[prompt]
         ),
-        "failures that never reached the server": sum(1 for prompt in failed if not received[prompt]),
+        "failures that never reached the server": sum(
+            1 for prompt in failed if not received[prompt]
+        ),
         "wall time (s)": round(wall, 2),
     }
 
