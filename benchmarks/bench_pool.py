@@ -103,7 +103,7 @@ async def run(
         "other errors": sum(
             1 for o in outcomes.values() if o not in {"ok", "RequestTimeoutError", "ConnectError"}
         ),
-        "requests sent by the client": requests_sent,
+        "attempts (Client.requests_sent)": requests_sent,
         "prompts that reached the server": len(received),
         "prompts received twice or more": sum(1 for n in received.values() if n > 1),
         "failures that had reached the server (paid, told failed)": sum(

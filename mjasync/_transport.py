@@ -27,7 +27,7 @@ import aiohttp
 import anyio
 import attrs
 
-from ._errors import ConnectError, RequestTimeoutError, TransportError
+from ._errors import ConnectError, MJError, RequestTimeoutError, TransportError
 from ._redact import display_url, redact_text, secrets_in_headers
 
 __all__ = [
@@ -127,7 +127,8 @@ DEFAULT_POOL_TIMEOUT = 60.0
 """Seconds a request may wait for a free pooled connection before `ConnectError`."""
 _CONNECT_TIMEOUT = 10.0
 # Everything aiohttp (or the socket under it) raises for one request. Anything else
-# is a bug, and propagates as it is.
+# is a bug, and propagates as it is. (Our own errors are ConnectionErrors, hence
+# OSErrors: each handler lets MJError through before it catches these.)
 _FAILURES = (aiohttp.ClientError, OSError, TimeoutError, ValueError)
 _AIOHTTP_URL = re.compile(r",?\s*url=(?:URL\()?'[^']*'\)?")
 
@@ -249,6 +250,8 @@ class _AiohttpStream(StreamResponse):
                 chunk = await anext(chunks)
             except StopAsyncIteration:
                 return
+            except MJError:
+                raise
             except _FAILURES as exc:
                 failure = _map_failure(exc, self._request, self._url)
             # Raised out here, after the except block, so aiohttp's exception is
@@ -370,6 +373,8 @@ class AiohttpTransport(AsyncTransport):
         failure: TransportError | None = None
         try:
             return await self._send(request)
+        except MJError:
+            raise  # ours already (no free connection, too many redirects)
         except _FAILURES as exc:
             failure = _map_failure(exc, request, request.url)
         # Raised out here, after the except block, so aiohttp's exception is neither
@@ -382,6 +387,8 @@ class AiohttpTransport(AsyncTransport):
         failure: TransportError | None = None
         try:
             response, lease, url = await self._open(request)
+        except MJError:
+            raise
         except _FAILURES as exc:
             failure = _map_failure(exc, request, request.url)
         if failure is not None:
