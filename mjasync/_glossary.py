@@ -39,7 +39,8 @@ _GLOSSARY: dict[str, str] = {
     "校验错误": "validation error",
     "系统异常": "server error",
     # trueai Controllers/SubmitController.cs, TaskController.cs, SimpleAuthMiddleware.cs,
-    # Filters/CustomLogicExceptionFilterAttribute.cs, Services/TaskService.cs
+    # Filters/CustomLogicExceptionFilterAttribute.cs, Filters/CustomActionFilterAttribute.cs,
+    # Services/TaskService.cs, Services/DiscordService.cs, DiscordAccountInitializer.cs
     "并发数已达上限": "this key's limit of concurrent tasks is reached; retry when one finishes",
     "队列数已达上限": "this key's limit of queued tasks is reached; retry when one starts",
     "今日绘图次数已达上限": "today's limit of drawings is reached",
@@ -75,6 +76,8 @@ _GLOSSARY: dict[str, str] = {
     "未登录": "not logged in (the key was not recognised)",
     "操作失败": "the operation failed",
     "令牌错误": "wrong token",
+    "请重新登录": "log in again (the key was not accepted)",
+    "您无权限访问": "this key has no permission for this",
     # new-api relay/mjproxy_handler.go, service/midjourney.go, middleware/auth.go,
     # controller/relay.go
     "上游任务超时": "the upstream task timed out",

@@ -253,7 +253,7 @@ def _auth_shape(status: int, body: object) -> tuple[str, tuple[str, ...]]:
             "mj-api-secret",
             ("authorization", "mj-api-secret"),
         )
-    if _is_newapi_error(body) or (isinstance(body, Mapping) and body.get("success") is False):
+    if _is_newapi_error(body):
         # new-api middleware/auth.go TokenAuth: abortWithOpenAiMessage(401, ...). It takes
         # "Bearer <key>", a raw key, or mj-api-secret when Authorization is empty.
         return (

@@ -471,3 +471,17 @@ async def test_a_key_echoed_by_the_server_is_redacted(handler: Any, auth: str) -
     for text in everything:
         assert KEY not in text
     assert "***" in str(error) or "***" in json.dumps(error.body, default=str)
+
+
+async def test_trueai_result_fail_on_403_is_not_mistaken_for_new_api() -> None:
+    """trueai Filters/CustomActionFilterAttribute.cs turns a 403 into Result.Fail("您无权限访问"):
+    trueai's shape, so no new-api style is suggested."""
+    body = {"success": False, "code": -1, "message": "您无权限访问", "timestamp": "1"}
+    mj, _ = client(lambda r: json_response(body, 403), auth="authorization")
+    async with mj:
+        with pytest.raises(AuthenticationError) as info:
+            await mj.imagine("a cat")
+
+    assert info.value.suggested_auth == ()
+    assert "new-api" not in str(info.value)
+    assert "no permission" in str(info.value)
