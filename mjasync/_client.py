@@ -109,6 +109,17 @@ def _checked_id(task_id: str) -> str:
     return task_id
 
 
+def _auth_sent(headers: Mapping[str, str]) -> str | None:
+    """The auth style the final headers carry (a key in ``headers=`` counts), or None."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    authorization = lowered.get("authorization")
+    if authorization:
+        return "bearer" if authorization.lower().startswith("bearer ") else "authorization"
+    if lowered.get("mj-api-secret"):
+        return "mj-api-secret"
+    return None
+
+
 def _task_path(task_id: str, route: str) -> str:
     """``/task/{id}/{route}`` with the id percent-encoded (it is one path segment)."""
     return f"/task/{quote(task_id, safe='')}/{route}"
@@ -267,7 +278,7 @@ class Client:
             raise InvalidRequestError(msg)
         self._max_download_bytes = max_download_bytes
         self._headers = self._build_headers(key, headers)
-        self._key_sent = bool(key)
+        self._auth_sent = _auth_sent(self._headers)
         # Everything a server might echo back that must never reach a message or log.
         self._secrets = secrets_in_headers(self._headers) + ((key,) if key else ())
         if notify_hook is not None and urlsplit(notify_hook).scheme not in {"http", "https"}:
@@ -422,7 +433,7 @@ class Client:
             try:
                 return parse(response)
             except AuthenticationError as error:
-                explain_auth(error, where=where, auth_style=self._auth if self._key_sent else None)
+                explain_auth(error, where=where, auth_style=self._auth_sent)
                 raise
 
         try:

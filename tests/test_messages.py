@@ -485,3 +485,29 @@ async def test_trueai_result_fail_on_403_is_not_mistaken_for_new_api() -> None:
     assert info.value.suggested_auth == ()
     assert "new-api" not in str(info.value)
     assert "no permission" in str(info.value)
+
+
+async def test_a_key_passed_in_headers_counts_as_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key given through headers= (no api_key) is reported by its header, not as missing."""
+    monkeypatch.delenv("MJ_API_KEY", raising=False)
+    mj, _ = client(lambda r: EMPTY_401, key=None, headers={"Authorization": f"Bearer {KEY}"})
+    async with mj:
+        with pytest.raises(AuthenticationError) as info:
+            await mj.imagine("a cat")
+
+    assert info.value.auth_style == "bearer"
+    assert info.value.suggested_auth == ("mj-api-secret",)
+    assert "no API key was sent" not in str(info.value)
+    assert KEY not in str(info.value)
+
+
+async def test_token_query_values_are_redacted_from_messages() -> None:
+    """A notify hook URL echoed in an error keeps its path but loses its token= value."""
+    text = "bad notifyHook https://app.example/hook?token=s3cr3t-hook-token&x=1"
+    mj, _ = client(lambda r: json_response({"code": 4, "description": text}))
+    async with mj:
+        with pytest.raises(SubmitRejectedError) as info:
+            await mj.imagine("a cat")
+
+    assert "s3cr3t-hook-token" not in str(info.value)
+    assert "https://app.example/hook?token=***&x=1" in str(info.value)
