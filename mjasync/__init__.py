@@ -17,6 +17,7 @@ from ._errors import (
     ClientClosedError,
     ConnectError,
     DecodeError,
+    Delivery,
     InvalidRequestError,
     MJError,
     ModalRequiredError,
@@ -24,6 +25,7 @@ from ._errors import (
     QueueFullError,
     RateLimitError,
     RequestTimeoutError,
+    RouteNotFoundError,
     ServerError,
     SubmitRejectedError,
     TaskCancelledError,
@@ -32,6 +34,7 @@ from ._errors import (
     TaskNotFoundError,
     TaskTimeoutError,
     TransportError,
+    delivery_of,
 )
 from ._images import ImageInput
 from ._models import (
@@ -63,6 +66,7 @@ __all__ = [
     "ClientClosedError",
     "ConnectError",
     "DecodeError",
+    "Delivery",
     "ImageInput",
     "InvalidRequestError",
     "MJError",
@@ -77,6 +81,7 @@ __all__ = [
     "RequestTimeoutError",
     "Response",
     "RetryPolicy",
+    "RouteNotFoundError",
     "ServerError",
     "StreamResponse",
     "Submission",
@@ -93,6 +98,7 @@ __all__ = [
     "TaskWatch",
     "TransportError",
     "__version__",
+    "delivery_of",
     "gather_chains",
 ]
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json as jsonlib
 import logging
 import os
 import random
 import re
 import secrets
+import time
+import unicodedata
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Self, TypeVar, cast, overload
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import anyio
 
@@ -18,20 +21,23 @@ from . import __about__, _chains
 from ._download import DEFAULT_MAX_DOWNLOAD_BYTES, download_image, same_origin
 from ._errors import (
     APIError,
+    AuthenticationError,
     ClientClosedError,
     DecodeError,
     InvalidRequestError,
-    NotFoundError,
+    MJError,
+    RouteNotFoundError,
     TaskNotFoundError,
     body_preview,
 )
 from ._images import DEFAULT_MAX_IMAGE_BYTES, ImageInput, to_data_uri
 from ._models import AccountFilter, Button, Submission, Task
 from ._poll import Poller, PollPolicy, PollStats, ProgressCallback, TaskWatch, await_waiter, outcome
-from ._responses import read_body, submission_or_raise
+from ._redact import display_url, redact_error, redact_text, secrets_in_headers
+from ._responses import explain_auth, read_body, submission_or_raise
 from ._retry import RequestKind, RetryPolicy, with_retries
 from ._serde import decode_task, decode_tasks, encode_account_filter
-from ._transport import AiohttpTransport, AsyncTransport, Request, Response
+from ._transport import DEFAULT_POOL_TIMEOUT, AiohttpTransport, AsyncTransport, Request, Response
 from ._webhook import (
     MAX_NOTIFICATION_BYTES,
     NotificationBody,
@@ -54,6 +60,9 @@ _BOT_TYPES = {"mj": "MID_JOURNEY", "niji": "NIJI_JOURNEY"}
 _STATE_LIMIT = 255
 _FALLBACK_FETCH_CONCURRENCY = 8
 _ROUTE_MISSING_STATUSES = frozenset({404, 405, 501})
+_MAX_TASK_ID = 128
+_LOG_BODY = 400
+_DATA_URI = re.compile(r"^data:([\w.+/-]*);base64,", re.IGNORECASE)
 _T = TypeVar("_T")
 
 TaskRef = Task | Submission | str
@@ -61,20 +70,59 @@ TaskRef = Task | Submission | str
 
 
 def task_id_of(target: object) -> str:
-    """The task id named by a `Task`, a `Submission` or an id string."""
+    """The task id named by a `Task`, a `Submission` or an id string.
+
+    Surrounding whitespace is dropped. An id that could not be a task id, or that would
+    change the request's path if put in a URL (``/``, ``?``, ``#``, ``\\``, inner
+    whitespace, control characters, ``.`` or ``..``, more than 128 characters), raises
+    `InvalidRequestError`: nothing is sent.
+    """
     if isinstance(target, Task):
-        return target.id
+        return _checked_id(target.id)
     if isinstance(target, Submission):
         if target.task_id is None:
             msg = f"submission (code {target.code}) carries no task id"
             raise InvalidRequestError(msg)
-        return target.task_id
+        return _checked_id(target.task_id)
     if isinstance(target, str) and target.strip():
-        return target.strip()
+        return _checked_id(target.strip())
     if isinstance(target, int) and not isinstance(target, bool):
         return str(target)
     msg = f"expected a Task, a Submission or a task id, got {type(target).__name__}"
     raise InvalidRequestError(msg)
+
+
+def _checked_id(task_id: str) -> str:
+    shown = repr(task_id) if len(task_id) <= 40 else repr(task_id[:40]) + "…"
+    problem = None
+    if not task_id or task_id in {".", ".."}:
+        problem = "is empty, or a path step"
+    elif len(task_id) > _MAX_TASK_ID:
+        problem = f"is {len(task_id)} characters long (at most {_MAX_TASK_ID})"
+    elif any(ch in "/?#\\" for ch in task_id):
+        problem = "contains /, ?, # or \\"
+    elif any(ch.isspace() or unicodedata.category(ch) in {"Cc", "Cf", "Cs"} for ch in task_id):
+        problem = "contains whitespace or control characters"
+    if problem is not None:
+        msg = f"task id {shown} {problem}: not a task id"
+        raise InvalidRequestError(msg)
+    return task_id
+
+
+def _auth_sent(headers: Mapping[str, str]) -> str | None:
+    """The auth style the final headers carry (a key in ``headers=`` counts), or None."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    authorization = lowered.get("authorization")
+    if authorization:
+        return "bearer" if authorization.lower().startswith("bearer ") else "authorization"
+    if lowered.get("mj-api-secret"):
+        return "mj-api-secret"
+    return None
+
+
+def _task_path(task_id: str, route: str) -> str:
+    """``/task/{id}/{route}`` with the id percent-encoded (it is one path segment)."""
+    return f"/task/{quote(task_id, safe='')}/{route}"
 
 
 def _normalise_base_url(base_url: str) -> str:
@@ -108,6 +156,39 @@ def _require_text(value: object, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         msg = f"{what} must be a non-empty string"
         raise InvalidRequestError(msg)
+    _require_utf8(value, what)
+    return value
+
+
+def _require_utf8(value: str, what: str) -> None:
+    """Refuse text that cannot be sent as UTF-8 (lone surrogates, e.g. from bad decoding)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = value[exc.start : exc.end]
+        position = exc.start
+    else:
+        return
+    msg = (
+        f"{what} is not valid Unicode text: it contains a lone surrogate "
+        f"({bad!a} at position {position}), which cannot be sent as UTF-8"
+    )
+    raise InvalidRequestError(msg)
+
+
+def _summary(value: object) -> object:
+    """*value* for a debug log: data URIs shortened to their type and size."""
+    if isinstance(value, str):
+        match = _DATA_URI.match(value)
+        if match:
+            return f"<data:{match.group(1) or '?'};base64, {len(value) - match.end():,} chars>"
+        if len(value) > 200:
+            return value[:200] + "…"
+        return value
+    if isinstance(value, Mapping):
+        return {key: _summary(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_summary(item) for item in value]
     return value
 
 
@@ -127,7 +208,11 @@ class Client:
             (novicezk's proxies). Defaults to ``$MJ_AUTH`` or ``"bearer"``.
         mode: ``"fast"``, ``"relax"`` or ``"turbo"`` send every request under
             ``/mj-<mode>/mj/...``.
-        timeout: seconds per HTTP request.
+        timeout: seconds per HTTP request, counted once a pooled connection is free for
+            it (connecting, sending, reading the answer).
+        pool_timeout: seconds a request may wait for a free connection of the pool
+            before `ConnectError` (None: no bound). Nothing was sent then, so even a
+            submit is retried. Used by the default transport (not with ``transport=``).
         retry: which transient failures are retried and how long to back off.
         poll: how the shared poller batches and paces status requests.
         notify_hook: the public URL of your webhook route; every submit then carries
@@ -151,6 +236,7 @@ class Client:
         auth: AuthStyle | None = None,
         mode: str | None = None,
         timeout: float = 30.0,
+        pool_timeout: float | None = DEFAULT_POOL_TIMEOUT,
         retry: RetryPolicy | None = None,
         poll: PollPolicy | None = None,
         notify_hook: str | None = None,
@@ -177,6 +263,9 @@ class Client:
         if timeout <= 0 or image_seed_timeout <= 0:
             msg = "timeout and image_seed_timeout must be > 0 seconds"
             raise InvalidRequestError(msg)
+        if pool_timeout is not None and not pool_timeout > 0:
+            msg = f"pool_timeout must be > 0 seconds or None, got {pool_timeout!r}"
+            raise InvalidRequestError(msg)
         self._prefix = _mode_prefix(mode)
         self._mode = mode
         self._timeout = timeout
@@ -189,6 +278,9 @@ class Client:
             raise InvalidRequestError(msg)
         self._max_download_bytes = max_download_bytes
         self._headers = self._build_headers(key, headers)
+        self._auth_sent = _auth_sent(self._headers)
+        # Everything a server might echo back that must never reach a message or log.
+        self._secrets = secrets_in_headers(self._headers) + ((key,) if key else ())
         if notify_hook is not None and urlsplit(notify_hook).scheme not in {"http", "https"}:
             msg = f"notify_hook must be an http(s) URL, got {notify_hook!r}"
             raise InvalidRequestError(msg)
@@ -201,7 +293,7 @@ class Client:
             msg = "pass either transport= or session=, not both"
             raise InvalidRequestError(msg)
         self._transport: AsyncTransport = transport or AiohttpTransport(
-            session=session, timeout=timeout
+            session=session, timeout=timeout, pool_timeout=pool_timeout
         )
         self._rng = random.Random()
         self._closed = False
@@ -287,6 +379,10 @@ class Client:
     def _url(self, path: str) -> str:
         return f"{self._base_url}{self._prefix}/mj{path}"
 
+    def _where(self, method: str, path: str) -> str:
+        """``"METHOD URL"`` for messages: the whole URL, without credentials or query."""
+        return f"{method} {display_url(self._url(path))}"
+
     async def _request(
         self,
         method: str,
@@ -297,23 +393,84 @@ class Client:
         kind: RequestKind = RequestKind.QUERY,
         timeout: float | None = None,
     ) -> _T:
-        """Send with retries; *parse* runs inside the loop so a refusal in the body retries too."""
+        """Send with retries; *parse* runs inside the loop so a refusal in the body retries too.
+
+        Every failure leaves here with the key redacted from whatever the server echoed,
+        and an `AuthenticationError` says how the key was sent and what else to try.
+        """
         if self._closed:
             msg = "this Client is closed"
             raise ClientClosedError(msg)
         request = Request(method, self._url(path), self._headers, json, timeout)
+        where = self._where(method, path)
+        debug = logger.isEnabledFor(logging.DEBUG)
+        if debug:
+            logger.debug("%s: sending%s", where, self._logged_body(json))
 
         async def attempt() -> _T:
             self._requests_sent += 1
-            return parse(await self._transport.send(request))
+            started = time.perf_counter()
+            try:
+                response = await self._transport.send(request)
+            except MJError as error:
+                if debug:
+                    logger.debug(
+                        "%s: %s after %.3fs",
+                        where,
+                        type(error).__name__,
+                        time.perf_counter() - started,
+                    )
+                raise
+            if debug:
+                logger.debug(
+                    "%s: HTTP %d in %.3fs (%d bytes)%s",
+                    where,
+                    response.status,
+                    time.perf_counter() - started,
+                    len(response.content),
+                    self._logged_answer(response),
+                )
+            try:
+                return parse(response)
+            except AuthenticationError as error:
+                explain_auth(error, where=where, auth_style=self._auth_sent)
+                raise
 
-        return await with_retries(self.retry, kind, self._rng, attempt, what=f"{method} {path}")
+        try:
+            return await with_retries(self.retry, kind, self._rng, attempt, what=where)
+        except MJError as error:
+            redact_error(error, self._secrets)
+            raise
 
-    async def _submit(self, path: str, body: Mapping[str, Any]) -> Submission:
-        where = f"POST {path}"
+    def _logged_body(self, body: object) -> str:
+        if body is None:
+            return ""
+        text = jsonlib.dumps(_summary(body), ensure_ascii=False, default=str)
+        if len(text) > _LOG_BODY:
+            text = text[:_LOG_BODY] + "…"
+        return " " + redact_text(text, self._secrets)
+
+    def _logged_answer(self, response: Response) -> str:
+        if not response.content:
+            return ""
+        text = " ".join(response.text.split())
+        if len(text) > _LOG_BODY:
+            text = text[:_LOG_BODY] + "…"
+        return ": " + redact_text(text, self._secrets)
+
+    async def _submit(
+        self, path: str, body: Mapping[str, Any], *, task_id: str | None = None
+    ) -> Submission:
+        """POST a submit; *task_id* names the task it acts on, for not-found answers."""
+        where = self._where("POST", path)
 
         def parse(response: Response) -> Submission:
-            return submission_or_raise(read_body(response, where), where, response.status)
+            return submission_or_raise(
+                read_body(response, where, task_id=task_id),
+                where,
+                response.status,
+                task_id=task_id,
+            )
 
         return await self._request(
             "POST", path, parse, json=_compact(body), kind=RequestKind.SUBMIT
@@ -500,7 +657,8 @@ class Client:
 
         Raises:
             mjasync.ButtonNotFoundError: the task has no such button.
-            mjasync.APIError: ``.code == 3`` when the server does not know the task.
+            mjasync.TaskNotFoundError: the server does not know the parent task
+                (``.task_id`` is its id; ``.code`` as sent: 3, or new-api's 4).
         """
         task_id = task_id_of(task)
         custom_id = self._custom_id(task, button)
@@ -512,7 +670,7 @@ class Client:
             "enableRemix": enable_remix,
             **common,
         }
-        return await self._submit("/submit/action", body)
+        return await self._submit("/submit/action", body, task_id=task_id)
 
     @staticmethod
     def _custom_id(task: Task | str, button: Button | str) -> str:
@@ -544,15 +702,20 @@ class Client:
 
         *mask* is PNG bytes, a `Path` or a data URI (white = repaint). Custom zoom
         needs ``--zoom`` between 1 and 2 in *prompt*.
+
+        Raises:
+            mjasync.TaskNotFoundError: the server does not know *task_id*.
         """
         target = task_id_of(task_id)
-        if prompt is not None and not prompt.strip():
-            msg = "prompt must not be blank (leave it None to keep the suggested prompt)"
-            raise InvalidRequestError(msg)
+        if prompt is not None:
+            if not isinstance(cast(object, prompt), str) or not prompt.strip():
+                msg = "prompt must not be blank (leave it None to keep the suggested prompt)"
+                raise InvalidRequestError(msg)
+            _require_utf8(prompt, "prompt")
         common = self._common(state=state, notify_hook=notify_hook)
         mask_uri = await self._image(mask, "mask", png_only=True) if mask is not None else None
         body = {"taskId": target, "prompt": prompt, "maskBase64": mask_uri, **common}
-        return await self._submit("/submit/modal", body)
+        return await self._submit("/submit/modal", body, task_id=target)
 
     async def swap_face(
         self,
@@ -646,7 +809,7 @@ class Client:
             msg = "upload needs at least one image"
             raise InvalidRequestError(msg)
         encoded = await self._images(images, "upload image")
-        where = "POST /submit/upload-discord-images"
+        where = self._where("POST", "/submit/upload-discord-images")
 
         def parse(response: Response) -> list[str]:
             body = read_body(response, where)
@@ -809,19 +972,23 @@ class Client:
 
         Raises:
             mjasync.TaskNotFoundError: the server does not know the id (empty 200, 204,
-                code 4 "task_no_found" or 404), at once.
+                code 3 or 4 "task_no_found"), at once.
+            mjasync.RouteNotFoundError: the server has no fetch route there (a 404 or
+                405 that is not the proxy's JSON, a web page): check the base URL.
+            mjasync.InvalidRequestError: *task_id* cannot be a task id; nothing sent.
         """
         target = task_id_of(task_id)
-        where = f"GET /task/{target}/fetch"
+        path = _task_path(target, "fetch")
+        where = self._where("GET", path)
 
         def parse(response: Response) -> Task:
             body = read_body(response, where, task_id=target)
             if body is None or body == {}:
-                msg = f"task {target} not found (empty answer, HTTP {response.status})"
+                msg = f"{where}: task {target} not found (empty answer, HTTP {response.status})"
                 raise TaskNotFoundError(msg, task_id=target, status=response.status)
             return decode_task(body)
 
-        return await self._request("GET", f"/task/{target}/fetch", parse)
+        return await self._request("GET", path, parse)
 
     async def fetch_many(self, task_ids: Iterable[TaskRef]) -> list[Task]:
         """Snapshots of many tasks, batched; ids the server does not know are left out.
@@ -852,7 +1019,7 @@ class Client:
             return []
         while self._list_route is not None:
             route = self._list_route
-            where = f"POST {route}"
+            where = self._where("POST", route)
 
             def parse(response: Response, where: str = where) -> list[object]:
                 body = read_body(response, where)
@@ -898,30 +1065,42 @@ class Client:
     async def image_seed(self, task_id: TaskRef) -> str:
         """The seed of a finished task (the proxy may take ~60 s to ask Discord)."""
         target = task_id_of(task_id)
-        where = f"GET /task/{target}/image-seed"
+        path = _task_path(target, "image-seed")
+        where = self._where("GET", path)
 
         def parse(response: Response) -> str:
             body = read_body(response, where, task_id=target)
             submission = submission_or_raise(body, where, response.status, task_id=target)
             return submission.task_id or ""
 
-        return await self._request(
-            "GET", f"/task/{target}/image-seed", parse, timeout=self._image_seed_timeout
-        )
+        return await self._request("GET", path, parse, timeout=self._image_seed_timeout)
 
     async def cancel(self, task_id: TaskRef) -> None:
-        """Ask the server to cancel a task (PLUS: status CANCEL; trueai: admins only)."""
-        target = task_id_of(task_id)
-        where = f"POST /task/{target}/cancel"
+        """Ask the server to cancel a task (PLUS: status CANCEL; trueai: admins only).
 
-        def parse(response: Response) -> None:
+        trueai answers an empty 200 whether or not it knows the id (and whether or not
+        the task could still be cancelled), so that answer is confirmed with one fetch:
+        an unknown id raises instead of passing for a cancelled task.
+
+        Raises:
+            mjasync.TaskNotFoundError: the server does not know the id.
+            mjasync.APIError: refused (trueai's "演示模式，禁止操作" for a non-admin key).
+        """
+        target = task_id_of(task_id)
+        path = _task_path(target, "cancel")
+        where = self._where("POST", path)
+
+        def parse(response: Response) -> bool:
             body = read_body(response, where, task_id=target)
             if isinstance(body, Mapping) and "code" in body:
                 code = body.get("code")
                 if code not in {1, 22}:
                     submission_or_raise(body, where, response.status, task_id=target)
+            return body is None
 
-        await self._request("POST", f"/task/{target}/cancel", parse)
+        if await self._request("POST", path, parse):
+            # trueai TaskController.cs Cancel: `return Ok()` for known and unknown ids alike.
+            await self.fetch(target)
 
     # -- chains and downloads --------------------------------------------------------
 
@@ -1101,11 +1280,11 @@ def _check_timeout(timeout: float | None) -> None:
 
 
 def _route_missing(error: APIError) -> bool:
+    if isinstance(error, RouteNotFoundError):
+        return True
     if isinstance(error, TaskNotFoundError):
         return False
-    return error.status in _ROUTE_MISSING_STATUSES or (
-        isinstance(error, NotFoundError) and error.code is None
-    )
+    return error.status in _ROUTE_MISSING_STATUSES
 
 
 def _upload_urls(body: object, where: str, status: int) -> list[str]:

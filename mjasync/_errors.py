@@ -8,10 +8,12 @@ MJError
 │   ├── ConnectError                  the request provably never reached the server
 │   └── RequestTimeoutError (TimeoutError)
 ├── APIError                          .status .code .description .body
-│   ├── AuthenticationError           401 / 403
-│   ├── RateLimitError                429, relay code 30; .retry_after
+│   ├── AuthenticationError           401 / 403; .auth_style .suggested_auth
+│   ├── RateLimitError                429, relay code 30, trueai's empty 403; .retry_after
 │   ├── ServerError                   5xx
-│   ├── NotFoundError → TaskNotFoundError (.task_id)
+│   ├── NotFoundError                 the server does not know the resource
+│   │   ├── TaskNotFoundError         .task_id: the server does not know this task
+│   │   └── RouteNotFoundError        .url: the server has no such route (404/405, HTML)
 │   ├── SubmitRejectedError           a non-accepting code; .properties
 │   │   ├── QueueFullError            23, or trueai's 9 "queue full"
 │   │   └── BannedPromptError         24; .banned_word
@@ -25,12 +27,19 @@ MJError
 ```
 
 Every exception pickles cleanly (``__reduce__`` rebuilds it from its fields) and none
-ever holds the API key: messages are built from status, code and description only.
+ever holds the API key: messages are built from status, code and description, and the
+client redacts the key from anything a server echoed back.
+
+`delivery_of` answers, for any of them, the question a caller of a paid submit must
+ask before resending: did this request reach the server (`Delivery`)?
 """
 
 from __future__ import annotations
 
+import enum
 from typing import TYPE_CHECKING, Any
+
+from ._glossary import with_english
 
 if TYPE_CHECKING:
     from ._models import Task
@@ -43,6 +52,7 @@ __all__ = [
     "ClientClosedError",
     "ConnectError",
     "DecodeError",
+    "Delivery",
     "InvalidRequestError",
     "MJError",
     "ModalRequiredError",
@@ -50,6 +60,7 @@ __all__ = [
     "QueueFullError",
     "RateLimitError",
     "RequestTimeoutError",
+    "RouteNotFoundError",
     "ServerError",
     "SubmitRejectedError",
     "TaskCancelledError",
@@ -58,6 +69,7 @@ __all__ = [
     "TaskNotFoundError",
     "TaskTimeoutError",
     "TransportError",
+    "delivery_of",
 ]
 
 _BODY_PREVIEW = 300
@@ -149,7 +161,32 @@ class APIError(MJError):
 
 
 class AuthenticationError(APIError):
-    """HTTP 401 or 403: the API key is missing, wrong, or not allowed."""
+    """HTTP 401 or 403: the API key is missing, wrong, sent the wrong way, or not allowed.
+
+    Attributes:
+        auth_style: how the key was sent (``"bearer"``, ``"authorization"`` or
+            ``"mj-api-secret"``), or None when no key was sent at all.
+        auth_header: the header that carried it (``"Authorization"`` or
+            ``"mj-api-secret"``), or None; never the key itself.
+        suggested_auth: other ``auth=`` styles the answer's shape points to, most
+            likely first (an empty 401 is novicezk's, which reads ``mj-api-secret``;
+            trueai's "Authorization header missing." wants the raw key in
+            ``Authorization``); empty when the shape suggests none.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        auth_style: str | None = None,
+        auth_header: str | None = None,
+        suggested_auth: tuple[str, ...] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.auth_style = auth_style
+        self.auth_header = auth_header
+        self.suggested_auth = suggested_auth
 
 
 class RateLimitError(APIError):
@@ -165,7 +202,7 @@ class ServerError(APIError):
 
 
 class NotFoundError(APIError):
-    """The server does not know the resource (HTTP 404, or the route is missing)."""
+    """The server does not know the resource: a task (`TaskNotFoundError`) or a route."""
 
 
 class TaskNotFoundError(NotFoundError):
@@ -174,6 +211,20 @@ class TaskNotFoundError(NotFoundError):
     def __init__(self, message: str, *, task_id: str = "", **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.task_id = task_id
+
+
+class RouteNotFoundError(NotFoundError):
+    """The server has no such route: the base URL is wrong, or this server lacks it.
+
+    Raised for a 404/405 that is not the proxy's own JSON (Spring's default error
+    page, an empty body, HTML) and for an answer that is not JSON at all, such as the
+    web page new-api serves with HTTP 200 for paths it does not know. Never raised for
+    an unknown task. ``url`` is the whole URL asked for (without any query string).
+    """
+
+    def __init__(self, message: str, *, url: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.url = url
 
 
 class SubmitRejectedError(APIError):
@@ -219,7 +270,7 @@ class TaskFailedError(TaskError):
     """The task ended in FAILURE; ``reason`` is the server's ``failReason``."""
 
     def __init__(self, task: Task, message: str | None = None) -> None:
-        reason = task.fail_reason or "no reason given"
+        reason = with_english(task.fail_reason) if task.fail_reason else "no reason given"
         super().__init__(task, message or f"task {task.id} failed: {reason}")
 
     @property
@@ -266,3 +317,46 @@ def body_preview(body: object) -> str:
     text = body if isinstance(body, str) else repr(body)
     text = " ".join(text.split())
     return text if len(text) <= _BODY_PREVIEW else text[:_BODY_PREVIEW] + "…"
+
+
+class Delivery(enum.Enum):
+    """Did a failed request reach the server? The question before resending a paid submit.
+
+    midjourney-proxy has no idempotency keys: a submit that reached the server may have
+    started a paid job even though the caller saw an error.
+    """
+
+    NOT_SENT = "not_sent"
+    """Provably never reached the server: connection refused, DNS, no free pooled
+    connection in time, or refused by the client before sending. Safe to resend."""
+
+    REJECTED = "rejected"
+    """The server answered and created nothing: a 4xx, a business code (queue full,
+    banned prompt, unknown task), 429, a missing route. Resending is safe (and, unless
+    the refusal was "not now", useless)."""
+
+    MAYBE_SENT = "maybe_sent"
+    """It may have been accepted: a read timeout, a 5xx, a connection dropped after
+    sending, a malformed answer. Resending could pay twice; look for the task first."""
+
+
+def delivery_of(error: BaseException) -> Delivery:
+    """Whether the request that raised *error* may have reached the server.
+
+    Anything mjasync does not recognise (a cancellation mid-request, a bug) is
+    `Delivery.MAYBE_SENT`: the only answer that never leads to paying twice.
+    """
+    if isinstance(error, ConnectError | InvalidRequestError | ButtonNotFoundError):
+        return Delivery.NOT_SENT
+    if isinstance(error, ClientClosedError):
+        return Delivery.NOT_SENT  # raised before anything is handed to the transport
+    if isinstance(error, ServerError | DecodeError):
+        return Delivery.MAYBE_SENT
+    if isinstance(
+        error,
+        AuthenticationError | RateLimitError | NotFoundError | SubmitRejectedError,
+    ):
+        return Delivery.REJECTED
+    if isinstance(error, APIError) and error.status is not None and 400 <= error.status < 500:
+        return Delivery.REJECTED
+    return Delivery.MAYBE_SENT

@@ -1,51 +1,117 @@
 """Response -> decoded body or the right exception: body first, then HTTP status.
 
-The dialects report errors in five shapes (reference §4): HTTP 200 with a business
-``code``; trueai's 404/400 with a submit-shaped JSON body; 401/403/429 with text or
-nothing; new-api's ``{description, type, code}``; trueai's ``{success: false, code: -1,
-message}``. Each is recognised by its body before its status is consulted, because the
-body carries the better reason.
+The dialects report errors in these shapes (reference §4, and the servers' source):
+
+* HTTP 200 with a business ``code`` (every dialect);
+* trueai's 404/400 with a submit-shaped JSON body (``SubmitController.cs``);
+* trueai's ``{success: false, code: -1, message}`` (``CustomLogicExceptionFilterAttribute.cs``);
+* new-api's relay errors ``{description, type: "upstream_error", code}`` at 400/429
+  (``controller/relay.go``), and its own ``{error: {message, type: "new_api_error"}}``
+  from middleware (``middleware/distributor.go``, ``middleware/auth.go``);
+* 401/403/429 with text or nothing (novicezk ``ApiAuthorizeInterceptor.java``, trueai
+  ``SimpleAuthMiddleware.cs`` and ``RateLimitingMiddleware.cs``);
+* no route at all: Spring's ``{timestamp, status: 404, error, path}``, ASP.NET's empty
+  404, new-api's web page served with HTTP 200 (``router/web-router.go``).
+
+Each is recognised by its body before its status is consulted, because the body
+carries the better reason. Messages name the whole URL (``where``), show Chinese texts
+with their English (`mjasync._glossary`), and never contain the key.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from ._errors import (
     APIError,
     AuthenticationError,
     BannedPromptError,
     DecodeError,
-    NotFoundError,
     QueueFullError,
     RateLimitError,
+    RouteNotFoundError,
     ServerError,
     SubmitRejectedError,
     TaskNotFoundError,
     body_preview,
 )
+from ._glossary import with_english
 from ._models import Submission
 from ._retry import parse_retry_after
 from ._serde import decode_submission, parse_int
 from ._transport import Response
 
-__all__ = ["ACCEPTED_CODES", "read_body", "submission_or_raise"]
+__all__ = ["ACCEPTED_CODES", "explain_auth", "read_body", "submission_or_raise"]
 
 ACCEPTED_CODES = frozenset({1, 22})
 MODAL_CODE = 21
-_QUEUE_FULL_MARKERS = ("队列已满", "queue full", "queue is full", "队列数已达上限")
+# Queue full (novicezk DiscordInstanceImpl.java code 23 "队列已满，请稍后尝试"; trueai
+# code 9 "提交失败，队列已满，请稍后重试") and trueai's per-key caps, which SubmitController.cs
+# raises as code 4 on imagine and as {success:false, code:-1} elsewhere: all "not now".
+_QUEUE_FULL_MARKERS = (
+    "队列已满",
+    "queue full",
+    "queue is full",
+    "队列数已达上限",
+    "并发数已达上限",
+)
+# new-api answers an unknown parent on action/modal with code 4 "task_not_found" and an
+# unknown id on fetch/image-seed with "task_no_found" (relay/mjproxy_handler.go).
+_TASK_NOT_FOUND_MARKERS = ("task_not_found", "task_no_found")
+# Code 3 (NOT_FOUND) also means things other than a missing task: novicezk
+# TaskServiceImpl.java "无可用的账号实例" / "账号不可用: <id>"; trueai TaskController.cs
+# "未找到 seed" and SubmitController.cs "个性化配置不存在", "未找到 Shortened prompts".
+_CODE_3_NOT_A_TASK = (
+    "无可用的账号实例",
+    "账号不可用",
+    "未找到 seed",
+    "个性化配置不存在",
+    "未找到 Shortened prompts",
+    "实例不存在",
+)
+# Statuses whose HTML page still says something about the request itself rather than a
+# missing route (nginx answers a too-large image with a 413 page).
+_NOT_A_ROUTE_STATUSES = frozenset({401, 403, 407, 408, 413, 414, 429, 431})
+_MJ_PATH = re.compile(r"^(.*?)(/mj(?:[-/].*)?)$")
+_AUTH_SENT_AS = {
+    "bearer": "Authorization: Bearer <key>",
+    "authorization": "Authorization: <key>",
+    "mj-api-secret": "mj-api-secret: <key>",
+}
 
 
-def _parse(response: Response) -> object:
+def _parse(response: Response) -> tuple[object, bool]:
+    """The body decoded as JSON, or its text; and whether it was JSON."""
     content = response.content.strip()
     if not content:
-        return None
+        return None, False
     try:
-        return json.loads(content)
+        return json.loads(content), True
     except (ValueError, RecursionError):
-        return response.text
+        return response.text, False
+
+
+def _header(response: Response, name: str) -> str:
+    for key, value in response.headers.items():
+        if key.lower() == name:
+            return value
+    return ""
+
+
+def _is_html(response: Response, body: object) -> bool:
+    if "html" in _header(response, "content-type").lower():
+        return True
+    return isinstance(body, str) and body.lstrip()[:1] == "<"
+
+
+def _looks_like_json(body: str) -> bool:
+    # A body that starts like JSON but does not parse is a broken proxy answer (maybe
+    # for a task that now exists), not a page from something that is not the proxy.
+    return body.lstrip()[:1] in {"{", "[", '"'}
 
 
 def _text_of(body: object) -> str | None:
@@ -74,11 +140,30 @@ def _code_of(body: object) -> int | None:
     return None
 
 
+def _is_newapi_error(body: object) -> bool:
+    """new-api's own ``{"error": {"message", "type": "new_api_error", "code"}}`` shape."""
+    if not isinstance(body, Mapping):
+        return False
+    error = body.get("error")
+    return isinstance(error, Mapping) and isinstance(error.get("message"), str)
+
+
 def _is_queue_full(code: int | None, description: str | None) -> bool:
     if code == 23:
         return True
     text = (description or "").casefold()
     return any(marker in text for marker in _QUEUE_FULL_MARKERS)
+
+
+def _is_task_not_found(code: int, description: str | None) -> bool:
+    text = description or ""
+    if any(marker in text for marker in _TASK_NOT_FOUND_MARKERS):
+        return True
+    return code == 3 and not any(marker in text for marker in _CODE_3_NOT_A_TASK)
+
+
+def _reason(description: str | None) -> str:
+    return with_english(description) if description else "no description"
 
 
 def _error_for_code(
@@ -94,8 +179,7 @@ def _error_for_code(
     properties: dict[str, Any] = {}
     if isinstance(body, Mapping) and isinstance(body.get("properties"), Mapping):
         properties = dict(body["properties"])
-    reason = description or "no description"
-    message = f"{where}: {reason} (code {code}, HTTP {status})"
+    message = f"{where}: {_reason(description)} (code {code}, HTTP {status})"
     common: dict[str, Any] = {
         "status": status,
         "code": code,
@@ -111,45 +195,174 @@ def _error_for_code(
         if word:
             message = f"{where}: banned word {word!r} in prompt (code 24, HTTP {status})"
         return BannedPromptError(message, properties=properties, **common)
-    not_found_text = "task_no_found" in (description or "")
-    if task_id is not None and (code == 3 or not_found_text):
+    if task_id is not None and _is_task_not_found(code, description):
         return TaskNotFoundError(
-            f"{where}: task {task_id} not found (code {code}, HTTP {status})",
+            f"{where}: task {task_id} not found: {_reason(description)} "
+            f"(code {code}, HTTP {status})",
             task_id=task_id,
             **common,
         )
     return SubmitRejectedError(message, properties=properties, **common)
 
 
+def _route_not_found(where: str, status: int, body: object, *, html: bool) -> RouteNotFoundError:
+    method, _, url = where.partition(" ")
+    if not url:
+        url = where
+    base, route = url, ""
+    parts = urlsplit(url)
+    match = _MJ_PATH.match(parts.path)
+    if parts.netloc and match:
+        base = f"{parts.scheme}://{parts.netloc}{match.group(1)}"
+        route = match.group(2)
+    if body is None:
+        what = "an empty answer"
+    elif html:
+        what = "a web page instead of JSON"
+    elif isinstance(body, str):
+        what = f"text instead of JSON: {body_preview(body)[:80]}"
+    else:
+        what = "an error page that is not the proxy's"
+    check = f"check the base URL (base_url= or MJ_BASE_URL; here {base})"
+    if route:
+        check += f" and whether this server supports {method} {route}".rstrip()
+    msg = (
+        f"{where}: this server has no such route (HTTP {status}, {what}); {check} "
+        "(relays such as new-api serve only some of the routes)"
+    )
+    return RouteNotFoundError(msg, url=url, status=status, code=None, body=body)
+
+
+def _auth_shape(status: int, body: object) -> tuple[str, tuple[str, ...]]:
+    """Who refuses this way, and the ``auth=`` styles that server reads (preferred first)."""
+    if status == 401 and body is None:
+        # novicezk ApiAuthorizeInterceptor.java: status 401, nothing written; it reads
+        # only the mj-api-secret header (Constants.API_SECRET_HEADER_NAME).
+        return (
+            "an empty 401 is how novicezk's midjourney-proxy refuses a missing or wrong "
+            "mj-api-secret header",
+            ("mj-api-secret",),
+        )
+    if isinstance(body, str) and "Authorization header missing" in body:
+        # trueai SimpleAuthMiddleware.cs: no user has exactly this token. WorkContext.cs
+        # reads Authorization (else Mj-Api-Secret) and compares the raw value, so
+        # "Bearer <key>" never matches.
+        return (
+            'trueai answers "Authorization header missing." when no user has exactly '
+            'this key; it reads the raw key from Authorization (no "Bearer ") or from '
+            "mj-api-secret",
+            ("authorization", "mj-api-secret"),
+        )
+    if _is_newapi_error(body):
+        # new-api middleware/auth.go TokenAuth: abortWithOpenAiMessage(401, ...). It takes
+        # "Bearer <key>", a raw key, or mj-api-secret when Authorization is empty.
+        return (
+            "this is new-api's refusal; new-api reads the key in any of the three styles "
+            '(its documented one is "Authorization: Bearer <key>")',
+            ("bearer", "authorization", "mj-api-secret"),
+        )
+    return ("", ())
+
+
+def _auth_message(
+    where: str,
+    status: int,
+    description: str | None,
+    body: object,
+    auth_style: str | None,
+    *,
+    known: bool,
+) -> tuple[str, tuple[str, ...]]:
+    shape, reads = _auth_shape(status, body)
+    said = f": {with_english(description)}" if description else ", empty body"
+    parts = [f"{where}: authentication failed (HTTP {status}{said})"]
+    if not known:
+        suggested = reads[:1]
+    elif auth_style is None:
+        parts.append("no API key was sent (pass api_key= or set MJ_API_KEY)")
+        suggested = reads[:1]
+    else:
+        sent = _AUTH_SENT_AS.get(auth_style, auth_style)
+        parts.append(f'the key was sent as "{sent}" (auth="{auth_style}")')
+        suggested = () if auth_style in reads else reads
+    if shape:
+        parts.append(shape)
+    if suggested:
+        parts.append("try " + " or ".join(f'auth="{style}"' for style in suggested))
+    elif known and auth_style is not None and reads:
+        parts.append("the key went where this server looks for it, so check the key itself")
+    return "; ".join(parts), suggested
+
+
+def explain_auth(error: AuthenticationError, *, where: str, auth_style: str | None) -> None:
+    """Say, in *error*, how the key was sent and which other ``auth=`` styles to try.
+
+    *auth_style* is how the client sent the key, or None when it sent none. Only the
+    header's name goes into the message, never its value.
+    """
+    status = error.status or 401
+    message, suggested = _auth_message(
+        where, status, error.description, error.body, auth_style, known=True
+    )
+    error.message = message
+    error.args = (message,)
+    error.auth_style = auth_style
+    error.auth_header = (
+        None
+        if auth_style is None
+        else ("mj-api-secret" if auth_style == "mj-api-secret" else "Authorization")
+    )
+    error.suggested_auth = suggested
+
+
 def read_body(response: Response, where: str, *, task_id: str | None = None) -> object:
     """The decoded JSON body of a successful response, or raise the mapped error.
 
     Returns None for an empty 200/204 body; the caller decides what that means.
-    ``task_id`` marks a per-task query, whose not-found answers raise TaskNotFoundError.
+    ``task_id`` marks a request about one task (a query on it, or an action or modal
+    on it), whose not-found answers raise TaskNotFoundError. ``where`` is
+    ``"METHOD URL"``; it starts every message.
     """
     status = response.status
-    body = _parse(response)
+    body, is_json = _parse(response)
+    html = _is_html(response, body) and not is_json
     if 200 <= status < 300:
-        if isinstance(body, str):
-            msg = f"{where}: the server sent a body that is not JSON: {body_preview(body)}"
-            raise DecodeError(msg, status=status, body=body)
+        if isinstance(body, str) and not is_json:
+            if _looks_like_json(body) and not html:
+                msg = f"{where}: the server sent malformed JSON: {body_preview(body)}"
+                raise DecodeError(msg, status=status, body=body)
+            # new-api's router/web-router.go serves its web UI for every unknown path.
+            raise _route_not_found(where, status, body, html=html)
         if isinstance(body, Mapping) and body.get("success") is False:
             # trueai's Result.Fail shape can arrive with HTTP 200 too.
             code = _code_of(body)
             raise _error_for_code(
-                where, status, code if code is not None else -1, _text_of(body), body, task_id=None
+                where,
+                status,
+                code if code is not None else -1,
+                _text_of(body),
+                body,
+                task_id=task_id,
             )
         return body
     description = _text_of(body)
     code = _code_of(body)
-    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    retry_after = parse_retry_after(_header(response, "retry-after") or None)
     common: dict[str, Any] = {"status": status, "code": code, "description": description}
-    reason = description or "no description"
+    if status == 403 and body is None:
+        # trueai RateLimitingMiddleware.cs: its IP rate limiter (the "black rate" rules)
+        # and its IP blacklists answer a bare 403, nothing written; its auth refusals
+        # always carry a text (SimpleAuthMiddleware.cs), so an empty 403 is the limiter.
+        msg = (
+            f"{where}: refused with an empty HTTP 403, which is how trueai's IP rate "
+            "limiter (or IP blacklist) refuses; wait before sending more"
+        )
+        raise RateLimitError(msg, retry_after=retry_after, body=body, **common)
     if status in {401, 403}:
-        msg = f"{where}: authentication failed: {reason} (HTTP {status})"
-        raise AuthenticationError(msg, body=body, **common)
+        msg, suggested = _auth_message(where, status, description, body, None, known=False)
+        raise AuthenticationError(msg, suggested_auth=suggested, body=body, **common)
     if status == 429:
-        msg = f"{where}: rate limited: {reason} (HTTP 429)"
+        msg = f"{where}: rate limited: {_reason(description)} (HTTP 429)"
         raise RateLimitError(msg, retry_after=retry_after, body=body, **common)
     if code is not None:
         error = _error_for_code(
@@ -160,15 +373,19 @@ def read_body(response: Response, where: str, *, task_id: str | None = None) -> 
         if status < 500 or isinstance(error, RateLimitError | QueueFullError):
             raise error
     if status >= 500:
-        msg = f"{where}: server error: {reason} (HTTP {status})"
+        msg = f"{where}: server error: {_reason(description)} (HTTP {status})"
         raise ServerError(msg, body=body, **common)
     if status in {404, 405}:
-        if task_id is not None and status == 404:
-            msg = f"{where}: task {task_id} not found (HTTP 404)"
-            raise TaskNotFoundError(msg, task_id=task_id, body=body, **common)
-        msg = f"{where}: not found on this server (HTTP {status})"
-        raise NotFoundError(msg, body=body, **common)
-    msg = f"{where}: request failed: {reason} (HTTP {status})"
+        # Not the proxy's JSON (that has a code, handled above): the route is missing.
+        raise _route_not_found(where, status, body, html=html)
+    if html and status not in _NOT_A_ROUTE_STATUSES:
+        raise _route_not_found(where, status, body, html=html)
+    if _is_newapi_error(body):
+        # new-api's distributor refuses what it cannot relay (a customId it cannot map:
+        # "unknown_action:MJ::...") with 400 before any upstream sees it.
+        msg = f"{where}: refused by the relay: {_reason(description)} (HTTP {status})"
+        raise SubmitRejectedError(msg, body=body, **common)
+    msg = f"{where}: request failed: {_reason(description)} (HTTP {status})"
     raise APIError(msg, body=body, **common)
 
 
@@ -177,12 +394,19 @@ def submission_or_raise(
 ) -> Submission:
     """Decode a submit answer; accepted (1, 22) and modal (21) return, the rest raise.
 
-    ``task_id`` marks a per-task query (image-seed, cancel): code 3 raises TaskNotFoundError.
+    ``task_id`` marks a request about one task (image-seed, cancel, action, modal): a
+    not-found code raises TaskNotFoundError naming it.
     """
     if body is None:
         msg = f"{where}: the server answered with an empty body"
         raise DecodeError(msg, status=status, body=body)
-    submission = decode_submission(body)
+    failure: DecodeError | None = None
+    try:
+        submission = decode_submission(body)
+    except DecodeError as exc:
+        failure = DecodeError(f"{where}: {exc.message}", status=status, body=body)
+    if failure is not None:
+        raise failure  # outside the except block: one error, not a chain of two
     if submission.code in ACCEPTED_CODES or submission.code == MODAL_CODE:
         if submission.task_id is None:
             msg = (

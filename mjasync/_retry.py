@@ -2,8 +2,9 @@
 
 midjourney-proxy has no idempotency keys: a submit that reached the server may have
 started a paid job, so it is resent only when it provably never arrived
-(`ConnectError`) or the server explicitly refused it (429, queue full). Queries
-(fetch, list-by-condition, image-seed) are retried on any transient failure.
+(`Delivery.NOT_SENT`: connect refused, DNS, no pooled connection in time) or the server
+explicitly said "not now" (429, queue full). Queries (fetch, list-by-condition,
+image-seed) are retried on any transient failure. Every decision is logged at DEBUG.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import anyio
 import attrs
 
 from ._errors import (
-    ConnectError,
+    Delivery,
     MJError,
     QueueFullError,
     RateLimitError,
     ServerError,
     TransportError,
+    delivery_of,
 )
 
 __all__ = ["RequestKind", "RetryPolicy", "parse_retry_after", "retry_delay", "with_retries"]
@@ -72,11 +74,14 @@ class RetryPolicy:
 
 def is_retryable(kind: RequestKind, error: MJError) -> bool:
     """May a request of *kind* that failed with *error* be sent again?"""
-    if isinstance(error, ConnectError | RateLimitError | QueueFullError):
-        return True  # never reached the server, or the server explicitly said "not now"
-    if kind is RequestKind.SUBMIT:
-        return False  # a read timeout, 5xx or dropped connection may hide an accepted job
-    return isinstance(error, TransportError | ServerError)
+    if isinstance(error, RateLimitError | QueueFullError):
+        return True  # the server explicitly said "not now"
+    if not isinstance(error, TransportError | ServerError):
+        return False  # a verdict on the request itself: sending it again changes nothing
+    if kind is RequestKind.QUERY:
+        return True
+    # A read timeout, 5xx or dropped connection may hide an accepted (paid) job.
+    return delivery_of(error) is Delivery.NOT_SENT
 
 
 def retry_delay(
@@ -142,6 +147,15 @@ async def with_retries(
         except MJError as error:
             delay = retry_delay(policy, kind, error, tries, rng)
             if delay is None:
+                if logger.isEnabledFor(logging.DEBUG):
+                    logger.debug(
+                        "giving up on %s after %s (try %d of %d): %s",
+                        what,
+                        type(error).__name__,
+                        tries,
+                        policy.attempts,
+                        _why_not(policy, kind, error, tries),
+                    )
                 raise
             logger.debug(
                 "retrying %s in %.2fs after %s (try %d of %d)",
@@ -152,3 +166,14 @@ async def with_retries(
                 policy.attempts,
             )
             await anyio.sleep(delay)
+
+
+def _why_not(policy: RetryPolicy, kind: RequestKind, error: MJError, tries: int) -> str:
+    """Why `retry_delay` said no, in words for the debug log."""
+    if is_retryable(kind, error):
+        if tries >= policy.attempts:
+            return "no tries left"
+        return "its Retry-After is longer than RetryPolicy.max_retry_after"
+    if kind is RequestKind.SUBMIT and isinstance(error, TransportError | ServerError):
+        return "the submit may have reached the server, so resending it could pay twice"
+    return "the server refused the request itself, so resending changes nothing"

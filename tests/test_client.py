@@ -677,21 +677,50 @@ async def test_image_seed() -> None:
     assert seed == "636646138"
 
 
-@pytest.mark.parametrize(
-    "response",
-    [
-        pytest.param(json_response({"code": 1, "description": "ok", "result": "9"}), id="plus"),
-        pytest.param(Response(200), id="trueai-empty"),
-    ],
-)
-async def test_cancel(response: Response) -> None:
-    """cancel POSTs /task/{id}/cancel and accepts PLUS's answer and trueai's empty 200."""
-    mj, transport = client(lambda r: response)
+async def test_cancel() -> None:
+    """cancel POSTs /task/{id}/cancel and accepts PLUS's {code: 1} answer as it is."""
+    mj, transport = client(lambda r: json_response({"code": 1, "description": "ok", "result": "9"}))
     async with mj:
         await mj.cancel("9")
 
     (request,) = transport.requests
     assert (request.method, request.url) == ("POST", "http://mj.test/mj/task/9/cancel")
+
+
+def trueai_cancel(known: set[str]) -> Callable[[Request], Response]:
+    """trueai TaskController.cs: Cancel answers `Ok()` (an empty 200) for any id; Fetch
+    answers a known task, and 204 (`ActionResult<TaskInfo>` of null) for an unknown one."""
+
+    def handler(request: Request) -> Response:
+        task_id = request.url.split("/")[-2]
+        if request.url.endswith("/cancel"):
+            return Response(200)
+        if task_id in known:
+            return json_response(task_payload(task_id, "FAILURE", failReason="取消任务"))
+        return Response(204)
+
+    return handler
+
+
+async def test_trueai_cancel_of_a_known_task_is_confirmed_by_one_fetch() -> None:
+    """trueai's empty 200 is checked with one fetch; a known id passes."""
+    mj, transport = client(trueai_cancel({"9"}))
+    async with mj:
+        await mj.cancel("9")
+
+    urls = [(r.method, r.url.removeprefix("http://mj.test/mj")) for r in transport.requests]
+    assert urls == [("POST", "/task/9/cancel"), ("GET", "/task/9/fetch")]
+
+
+async def test_trueai_cancel_of_an_unknown_task_raises_task_not_found() -> None:
+    """An unknown id is not reported as cancelled: the confirming fetch raises."""
+    mj, transport = client(trueai_cancel(set()))
+    async with mj:
+        with pytest.raises(mjasync.TaskNotFoundError) as caught:
+            await mj.cancel("404")
+
+    assert caught.value.task_id == "404"
+    assert len(transport.requests) == 2
 
 
 async def test_cancel_refused() -> None:

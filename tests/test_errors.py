@@ -27,6 +27,7 @@ from mjasync import (
     RateLimitError,
     RequestTimeoutError,
     RetryPolicy,
+    RouteNotFoundError,
     ServerError,
     SubmitRejectedError,
     Task,
@@ -58,6 +59,7 @@ HIERARCHY: list[
     (ServerError, APIError, ()),
     (NotFoundError, APIError, ()),
     (TaskNotFoundError, NotFoundError, ()),
+    (RouteNotFoundError, NotFoundError, ()),
     (SubmitRejectedError, APIError, ()),
     (QueueFullError, SubmitRejectedError, ()),
     (BannedPromptError, SubmitRejectedError, ()),
@@ -140,6 +142,14 @@ def all_instances() -> list[MJError]:
         ServerError("500", status=500, body="<html>"),
         NotFoundError("404", status=404),
         TaskNotFoundError("gone", task_id="123", status=400, code=4, description="task_no_found"),
+        RouteNotFoundError("no route", url="http://mj.test/mj/task/1/cancel", status=200),
+        AuthenticationError(
+            "401",
+            status=401,
+            auth_style="bearer",
+            auth_header="Authorization",
+            suggested_auth=("mj-api-secret",),
+        ),
         SubmitRejectedError("rejected", properties={"a": 1}, **common),
         QueueFullError("full", properties={"numberOfQueues": 10}, status=200, code=23),
         BannedPromptError("banned", properties={"bannedWord": "nude"}, status=200, code=24),
@@ -340,3 +350,52 @@ def test_client_repr_omits_the_key() -> None:
 
     assert SECRET not in repr(mj)
     assert "mj.test" in repr(mj)
+
+
+# -- did it reach the server? (#10.1) -----------------------------------------------------
+
+DELIVERIES = [
+    pytest.param(ConnectError("refused"), mjasync.Delivery.NOT_SENT, id="connect"),
+    pytest.param(InvalidRequestError("bad prompt"), mjasync.Delivery.NOT_SENT, id="invalid"),
+    pytest.param(ButtonNotFoundError("no U9", key="U9"), mjasync.Delivery.NOT_SENT, id="button"),
+    pytest.param(ClientClosedError("closed"), mjasync.Delivery.NOT_SENT, id="closed"),
+    pytest.param(AuthenticationError("401", status=401), mjasync.Delivery.REJECTED, id="401"),
+    pytest.param(RateLimitError("429", status=429), mjasync.Delivery.REJECTED, id="429"),
+    pytest.param(QueueFullError("full", code=23), mjasync.Delivery.REJECTED, id="queue-full"),
+    pytest.param(BannedPromptError("banned", code=24), mjasync.Delivery.REJECTED, id="banned"),
+    pytest.param(SubmitRejectedError("no", code=4), mjasync.Delivery.REJECTED, id="code-4"),
+    pytest.param(TaskNotFoundError("gone", task_id="1"), mjasync.Delivery.REJECTED, id="no-task"),
+    pytest.param(RouteNotFoundError("no route", status=200), mjasync.Delivery.REJECTED, id="route"),
+    pytest.param(APIError("teapot", status=418), mjasync.Delivery.REJECTED, id="4xx"),
+    pytest.param(RequestTimeoutError("slow"), mjasync.Delivery.MAYBE_SENT, id="timeout"),
+    pytest.param(TransportError("reset"), mjasync.Delivery.MAYBE_SENT, id="dropped"),
+    pytest.param(ServerError("500", status=500), mjasync.Delivery.MAYBE_SENT, id="5xx"),
+    pytest.param(DecodeError("garbled", status=200), mjasync.Delivery.MAYBE_SENT, id="garbled"),
+    pytest.param(APIError("odd", status=200), mjasync.Delivery.MAYBE_SENT, id="2xx-api"),
+    pytest.param(RuntimeError("bug"), mjasync.Delivery.MAYBE_SENT, id="unknown"),
+    pytest.param(TaskTimeoutError("late", task_id="1"), mjasync.Delivery.MAYBE_SENT, id="wait"),
+]
+
+
+@pytest.mark.parametrize(("error", "delivery"), DELIVERIES)
+def test_delivery_of(error: BaseException, delivery: mjasync.Delivery) -> None:
+    """delivery_of sorts every failure into never sent, refused, or maybe accepted."""
+    assert mjasync.delivery_of(error) is delivery
+
+
+@pytest.mark.parametrize(
+    ("error", "delivery"), [p for p in DELIVERIES if isinstance(p.values[0], MJError)]
+)
+def test_submits_are_retried_only_when_not_sent_or_told_not_now(
+    error: MJError, delivery: mjasync.Delivery
+) -> None:
+    """is_retryable for a submit follows delivery_of: NOT_SENT transport failures and
+    explicit "not now" (429, queue full) only; a query also retries MAYBE_SENT failures."""
+    from mjasync._retry import RequestKind, is_retryable
+
+    not_now = isinstance(error, RateLimitError | QueueFullError)
+    transient = isinstance(error, TransportError | ServerError)
+    expected_submit = not_now or (transient and delivery is mjasync.Delivery.NOT_SENT)
+
+    assert is_retryable(RequestKind.SUBMIT, error) is expected_submit
+    assert is_retryable(RequestKind.QUERY, error) is (not_now or transient)

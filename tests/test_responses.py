@@ -20,6 +20,7 @@ from mjasync import (
     QueueFullError,
     RateLimitError,
     RetryPolicy,
+    RouteNotFoundError,
     ServerError,
     SubmitRejectedError,
     TaskNotFoundError,
@@ -157,8 +158,8 @@ def test_trueai_404_with_code_3_on_a_task_query_is_task_not_found() -> None:
 
 @pytest.mark.parametrize("status", [200, 400])
 def test_trueai_result_fail_shape(status: int) -> None:
-    """trueai's {success:false, code:-1, message} raises SubmitRejectedError with the message."""
-    with pytest.raises(SubmitRejectedError) as info:
+    """trueai's {success:false, code:-1, message} "并发数已达上限" is a "not now" QueueFullError."""
+    with pytest.raises(QueueFullError) as info:
         submit(payload_response("error_trueai_result_fail.json", status))
 
     assert info.value.code == -1
@@ -224,7 +225,6 @@ def test_code_30_with_http_200_is_rate_limit() -> None:
         ),
         pytest.param(401, "账号已禁用".encode(), "账号已禁用", id="trueai-401-disabled"),
         pytest.param(403, "账号不可用".encode(), "账号不可用", id="trueai-403"),
-        pytest.param(403, b"", None, id="blacklist-403-empty"),
         pytest.param(401, b'{"description":"invalid key","code":1}', "invalid key", id="json"),
     ],
 )
@@ -302,13 +302,25 @@ def test_5xx_is_server_error(status: int, content: bytes) -> None:
         pytest.param(b"\xff\xfe\xfd", id="binary"),
     ],
 )
-def test_200_with_non_json_is_decode_error(content: bytes) -> None:
-    """HTTP 200 whose body is not JSON raises DecodeError carrying the text."""
-    with pytest.raises(DecodeError) as info:
+def test_200_that_is_not_json_is_route_not_found(content: bytes) -> None:
+    """HTTP 200 whose body is not JSON at all is not the proxy: RouteNotFoundError with the text."""
+    with pytest.raises(RouteNotFoundError) as info:
         read_body(Response(200, {}, content), WHERE)
 
     assert info.value.status == 200
     assert isinstance(info.value.body, str)
+
+
+@pytest.mark.parametrize("content", [b'{"code": 1, "result": "17', b"[{", b'"unterminated'])
+def test_200_with_broken_json_is_decode_error(content: bytes) -> None:
+    """A body that starts as JSON but breaks off is a broken proxy answer: DecodeError.
+
+    It may be the answer to a submit that created a task, so it must stay MAYBE_SENT.
+    """
+    with pytest.raises(DecodeError) as info:
+        read_body(Response(200, {"content-type": "application/json"}, content), WHERE)
+
+    assert mjasync.delivery_of(info.value) is mjasync.Delivery.MAYBE_SENT
 
 
 @pytest.mark.parametrize("body", [[], "text", 5, {"description": "no code"}])
@@ -324,12 +336,12 @@ def test_empty_200_on_a_submit_is_decode_error() -> None:
         submit(Response(200))
 
 
-def test_404_without_code_is_not_found() -> None:
-    """A bare 404 (route missing) raises NotFoundError, not TaskNotFoundError."""
+def test_404_without_code_is_route_not_found() -> None:
+    """A bare 404 (route missing) raises RouteNotFoundError, a NotFoundError."""
     with pytest.raises(NotFoundError) as info:
-        read_body(Response(404, {}, b"Not Found"), "POST /submit/shorten")
+        read_body(Response(404, {}, b"Not Found"), "POST http://mj.test/mj/submit/shorten")
 
-    assert type(info.value) is NotFoundError
+    assert type(info.value) is RouteNotFoundError
 
 
 def test_other_4xx_is_api_error() -> None:
@@ -362,7 +374,9 @@ def not_found_client(response: Response) -> mjasync.Client:
         pytest.param(Response(200, {}, b"{}"), id="empty-object"),
         pytest.param(Response(204), id="trueai-204"),
         pytest.param(payload_response("error_newapi_task_not_found.json", 400), id="newapi-400"),
-        pytest.param(Response(404, {}, b""), id="404"),
+        pytest.param(
+            payload_response("error_trueai_404_unknown_parent.json", 404), id="404-code-3"
+        ),
     ],
 )
 async def test_fetch_unknown_task_raises_task_not_found_at_once(response: Response) -> None:
@@ -391,3 +405,271 @@ def test_error_bodies_are_kept() -> None:
 
     body: Any = info.value.body
     assert body["timestamp"].startswith("2025-11-12")
+
+
+# -- shapes read in the servers' source (issue #7) ---------------------------------------
+
+ACTION_URL = "POST http://mj.test/mj/submit/action"
+
+
+def test_newapi_unknown_action_is_submit_rejected() -> None:
+    """new-api's distributor refuses a customId it cannot map with its own 400 error shape.
+
+    Body: middleware/distributor.go abortWithOpenAiMessage(400, i18n
+    "distributor.invalid_request" = "Invalid request: {{.Error}}") with the error from
+    service/midjourney.go CoverPlusActionToNormalAction ("unknown_action:" + customId),
+    plus common.MessageWithRequestId's " (request id: ...)".
+    """
+    body = {
+        "error": {
+            "message": (
+                "Invalid request: unknown_action:MJ::Picread::Retry (request id: 2025111215)"
+            ),
+            "type": "new_api_error",
+            "code": "",
+        }
+    }
+
+    with pytest.raises(SubmitRejectedError) as info:
+        read_body(body_response(body, 400), ACTION_URL, task_id="1700000000000001")
+
+    assert type(info.value) is SubmitRejectedError
+    assert info.value.status == 400
+    assert "unknown_action:MJ::Picread::Retry" in str(info.value)
+    assert info.value.description is not None
+    assert info.value.description.startswith("Invalid request: unknown_action")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        # new-api relay/mjproxy_handler.go RelayMidjourneySubmit: GetByMJId(...) == nil ->
+        # MidjourneyErrorWrapper(MjRequestError=4, "task_not_found"); controller/relay.go
+        # writes {"description": "<desc> <result>", "type": "upstream_error", "code": 4}.
+        pytest.param(
+            {"description": "task_not_found ", "type": "upstream_error", "code": 4},
+            400,
+            4,
+            id="newapi-task_not_found",
+        ),
+        # trueai SubmitController.cs Action/Modal: NotFound(SubmitResultVO.Fail(NOT_FOUND,
+        # "关联任务不存在或已失效")).
+        pytest.param(
+            {"code": 3, "description": "关联任务不存在或已失效", "result": None, "properties": {}},
+            404,
+            3,
+            id="trueai-404-code-3",
+        ),
+        # novicezk SubmitController.java change(): fail(NOT_FOUND, "关联任务不存在或已失效"),
+        # with HTTP 200.
+        pytest.param({"code": 3, "description": "关联任务不存在或已失效"}, 200, 3, id="oss-code-3"),
+    ],
+)
+def test_unknown_parent_is_task_not_found(body: dict[str, Any], status: int, code: int) -> None:
+    """An action on an unknown parent raises TaskNotFoundError naming the parent, code as sent."""
+    with pytest.raises(TaskNotFoundError) as info:
+        submission_or_raise(
+            read_body(body_response(body, status), ACTION_URL, task_id="1700000000000042"),
+            ACTION_URL,
+            status,
+            task_id="1700000000000042",
+        )
+
+    assert info.value.task_id == "1700000000000042"
+    assert info.value.code == code
+    assert info.value.status == status
+
+
+@pytest.mark.parametrize(
+    "description",
+    [
+        # novicezk TaskServiceImpl.java / trueai TaskService.cs: fail(NOT_FOUND, "无可用的账号实例")
+        pytest.param("无可用的账号实例", id="no-account"),
+        # novicezk TaskServiceImpl.java: fail(NOT_FOUND, "账号不可用: " + instanceId)
+        pytest.param("账号不可用: 1118138338562560102", id="account-unavailable"),
+        # trueai TaskService.cs SubmitSeed: Fail(NOT_FOUND, "未找到 seed")
+        pytest.param("未找到 seed", id="no-seed"),
+    ],
+)
+def test_code_3_that_is_not_about_the_task_is_a_rejection(description: str) -> None:
+    """Code 3 also means "no account" or "no seed": those are rejections, not unknown tasks."""
+    with pytest.raises(SubmitRejectedError) as info:
+        submission_or_raise(
+            {"code": 3, "description": description}, ACTION_URL, task_id="1700000000000042"
+        )
+
+    assert type(info.value) is SubmitRejectedError
+    assert info.value.code == 3
+
+
+def test_trueai_concurrency_cap_on_imagine_is_queue_full() -> None:
+    """trueai SubmitController.cs Imagine catches LogicException("并发数已达上限") as code 4."""
+    with pytest.raises(QueueFullError) as info:
+        submit(body_response({"code": 4, "description": "并发数已达上限", "result": None}))
+
+    assert info.value.code == 4
+    assert info.value.description == "并发数已达上限"
+    assert mjasync.delivery_of(info.value) is mjasync.Delivery.REJECTED
+
+
+@pytest.mark.parametrize("text", ["并发数已达上限", "队列数已达上限"])
+def test_trueai_caps_elsewhere_are_queue_full(text: str) -> None:
+    """Other submits get the cap through CustomLogicExceptionFilterAttribute.cs: Result.Fail."""
+    body = {"success": False, "code": -1, "message": text, "timestamp": "638670000000000000"}
+
+    with pytest.raises(QueueFullError) as info:
+        submit(body_response(body))
+
+    assert info.value.code == -1
+    assert info.value.description == text
+
+
+def test_trueai_daily_limit_is_not_queue_full() -> None:
+    """ "今日绘图次数已达上限" is a daily quota, not "retry in a moment": a plain rejection."""
+    with pytest.raises(SubmitRejectedError) as info:
+        submit(body_response({"code": 4, "description": "用户今日绘图次数已达上限"}))
+
+    assert type(info.value) is SubmitRejectedError
+
+
+def test_trueai_empty_403_is_rate_limit() -> None:
+    """trueai RateLimitingMiddleware.cs sets StatusCode 403 and writes nothing for its IP
+    rate limiter and blacklists; its auth refusals always write a text. So: RateLimitError."""
+    with pytest.raises(RateLimitError) as info:
+        read_body(Response(403, {}, b""), WHERE)
+
+    assert info.value.status == 403
+    assert "rate limit" in str(info.value)
+    assert mjasync.delivery_of(info.value) is mjasync.Delivery.REJECTED
+
+
+def test_trueai_ip_rate_limit_429_is_rate_limit() -> None:
+    """The same middleware's plain rate rules answer 429 with no body."""
+    with pytest.raises(RateLimitError):
+        read_body(Response(429, {}, b""), WHERE)
+
+
+ROUTE_MISSING = [
+    # novicezk (Spring Boot): an unknown path gets BasicErrorController's JSON.
+    pytest.param(
+        404,
+        {"content-type": "application/json"},
+        b'{"timestamp":"2025-11-12T07:44:12.123+00:00","status":404,"error":"Not Found",'
+        b'"path":"/mj/task/1700000000000001/cancel"}',
+        id="spring-404",
+    ),
+    pytest.param(
+        405,
+        {"content-type": "application/json"},
+        b'{"timestamp":"2025-11-12T07:44:12.123+00:00","status":405,'
+        b'"error":"Method Not Allowed","path":"/mj/task/list"}',
+        id="spring-405",
+    ),
+    # trueai (ASP.NET Core endpoint routing): no endpoint, nothing written.
+    pytest.param(404, {}, b"", id="aspnet-empty-404"),
+    pytest.param(405, {}, b"", id="aspnet-empty-405"),
+    pytest.param(
+        404, {"content-type": "text/html"}, b"<html><body>404</body></html>", id="html-404"
+    ),
+    # new-api router/web-router.go NoRoute: c.Data(200, "text/html; charset=utf-8", IndexPage)
+    pytest.param(
+        200,
+        {"content-type": "text/html; charset=utf-8"},
+        b'<!doctype html><html lang="zh"><head><title>New API</title></head><body>'
+        b'<div id="root"></div></body></html>',
+        id="newapi-200-html",
+    ),
+    pytest.param(
+        400,
+        {"content-type": "text/html"},
+        b"<html><head><title>400 The plain HTTP request was sent to HTTPS port</title>"
+        b"</head></html>",
+        id="nginx-400-html",
+    ),
+]
+
+
+@pytest.mark.parametrize(("status", "headers", "content"), ROUTE_MISSING)
+@pytest.mark.parametrize("task_id", [None, "1700000000000001"])
+def test_a_missing_route_is_route_not_found_never_task_not_found(
+    status: int, headers: dict[str, str], content: bytes, task_id: str | None
+) -> None:
+    """A route the server lacks raises RouteNotFoundError, on task routes too, naming the URL."""
+    where = "POST https://mj.example:8443/mj-relax/mj/task/1700000000000001/cancel"
+
+    with pytest.raises(RouteNotFoundError) as info:
+        read_body(Response(status, headers, content), where, task_id=task_id)
+
+    message = str(info.value)
+    assert not isinstance(info.value, TaskNotFoundError)
+    assert info.value.url == "https://mj.example:8443/mj-relax/mj/task/1700000000000001/cancel"
+    assert "no such route" in message
+    assert "https://mj.example:8443/mj-relax/mj/task/1700000000000001/cancel" in message
+    assert "MJ_BASE_URL" in message
+    assert "supports POST /mj-relax/mj/task/1700000000000001/cancel" in message
+    assert mjasync.delivery_of(info.value) is mjasync.Delivery.REJECTED
+
+
+def test_a_404_with_the_proxy_json_on_fetch_stays_task_not_found() -> None:
+    """trueai's 404 carries a submit-shaped code 3 body: that is the proxy speaking."""
+    where = "GET http://mj.test/mj/task/9/fetch"
+
+    with pytest.raises(TaskNotFoundError):
+        read_body(payload_response("error_trueai_404_unknown_parent.json", 404), where, task_id="9")
+
+
+def test_a_413_page_is_not_a_missing_route() -> None:
+    """nginx's 413 page for a too-large image says something about the request, not the route."""
+    page = b"<html><head><title>413 Request Entity Too Large</title></head></html>"
+
+    with pytest.raises(APIError) as info:
+        read_body(Response(413, {"content-type": "text/html"}, page), WHERE)
+
+    assert type(info.value) is APIError
+
+
+# -- Chinese texts get their English next to them (#9) -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "english"),
+    [
+        pytest.param("关联任务状态错误", "not in a state that allows this", id="oss-state"),
+        pytest.param("任务状态错误", "not in a state that allows this", id="state"),
+        pytest.param("关联任务不存在或已失效", "does not exist or has expired", id="missing"),
+        pytest.param("无可用的账号实例", "no Midjourney account", id="no-account"),
+        pytest.param("提交失败，队列已满，请稍后重试", "queue is full", id="queue"),
+        pytest.param("禁止上传", "send image URLs", id="upload"),
+        pytest.param("未知的 Action 类型", "unknown action", id="action"),
+        pytest.param("base64格式错误", "base64", id="base64"),
+        pytest.param("prompt不能为空", "prompt is empty", id="prompt"),
+    ],
+)
+def test_server_text_is_explained_and_kept_verbatim(text: str, english: str) -> None:
+    """str(exc) shows "原文 (English)"; .description keeps the server's text as sent."""
+    with pytest.raises(SubmitRejectedError) as info:
+        submit(body_response({"code": 4 if "队列" not in text else 9, "description": text}))
+
+    assert info.value.description == text
+    assert f"{text} (" in str(info.value)
+    assert english in str(info.value)
+
+
+def test_text_without_chinese_is_left_alone() -> None:
+    """English descriptions get no parenthesis."""
+    with pytest.raises(SubmitRejectedError) as info:
+        submit(body_response({"code": 4, "description": "bad parameters"}))
+
+    assert "bad parameters (code 4" in str(info.value)
+
+
+def test_demo_mode_refusal_is_explained() -> None:
+    """trueai TaskController.cs Cancel: BadRequest("演示模式，禁止操作") for a non-admin key."""
+    with pytest.raises(APIError) as info:
+        read_body(
+            Response(400, {"content-type": "text/plain"}, "演示模式，禁止操作".encode()), WHERE
+        )
+
+    assert info.value.description == "演示模式，禁止操作"
+    assert "administrator" in str(info.value)
+    assert type(info.value) is APIError
