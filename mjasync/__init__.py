@@ -7,8 +7,10 @@ async with mjasync.Client("http://localhost:8080", "key") as mj:
 """
 
 from .__about__ import __version__
+from ._admission import SubmitGate
 from ._chains import gather_chains
 from ._client import AuthStyle, Client, TaskRef
+from ._detect import Dialect, ServerInfo
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -67,6 +69,7 @@ __all__ = [
     "ConnectError",
     "DecodeError",
     "Delivery",
+    "Dialect",
     "ImageInput",
     "InvalidRequestError",
     "MJError",
@@ -83,8 +86,10 @@ __all__ = [
     "RetryPolicy",
     "RouteNotFoundError",
     "ServerError",
+    "ServerInfo",
     "StreamResponse",
     "Submission",
+    "SubmitGate",
     "SubmitRejectedError",
     "Task",
     "TaskAction",

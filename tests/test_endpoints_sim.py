@@ -112,7 +112,7 @@ async def grid_of(mj: mjasync.Client) -> Task:
 
 @pytest.mark.parametrize("dialect", ALL)
 async def test_imagine_runs_to_success(dialect: str) -> None:
-    """imagine -> await_task returns a SUCCESS grid with an image (and buttons, except OSS)."""
+    """imagine -> await_task returns a SUCCESS grid with an image and its U/V/reroll buttons."""
     async with simulated(dialect) as (sim, mj):
         submission = await mj.imagine("a lighthouse in a storm", state="job-1")
         grid = await mj.await_task(submission, timeout=WAIT)
@@ -125,9 +125,9 @@ async def test_imagine_runs_to_success(dialect: str) -> None:
     assert grid.state == "job-1"
     assert grid.finish_time is not None
     if dialect == "oss":
-        assert grid.buttons == ()
-    else:
-        assert {b.name for b in grid.buttons} >= {"U1", "U2", "U3", "U4", "V1", "reroll"}
+        # No buttons on the wire: the nine /submit/change implies, without customIds.
+        assert all(b.implied and not b.custom_id for b in grid.buttons)
+    assert {b.name for b in grid.buttons} >= {"U1", "U2", "U3", "U4", "V1", "reroll"}
     assert sim.requests["POST /mj/submit/imagine"] == 1
 
 
