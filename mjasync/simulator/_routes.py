@@ -1,4 +1,8 @@
-"""Request handlers for the /mj API and the /sim asset routes, and the per-dialect route table."""
+"""Request handlers for the /mj API and the /sim asset routes, and the per-dialect route table.
+
+The handlers are the upstream proxy (novicezk OSS, PLUS, trueai); a new-api simulator runs
+them as its PLUS-like upstream behind the relay layer of ``_newapi``.
+"""
 
 from __future__ import annotations
 
@@ -20,28 +24,60 @@ from ._dialects import (
     action_name,
     displays,
     json_response,
+    spring_error,
     submit_accepted,
     submit_error,
     submit_modal,
     task_json,
+    trueai_reroll_allowed,
+    trueai_result_fail,
+    trueai_role,
+    trueai_token,
     unknown_task,
 )
 from ._engine import Engine
 from ._faults import RequestFaults, Route
+from ._limits import user_cap_error
+from ._newapi import RelayError, decode_request, distribute, mj_error
 from ._png import fake_mp4, render_image
 from ._state import CANCEL, FAILURE, MODAL, SUCCESS, SimTask, now_ms
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SubmitBody = Callable[[web.Request, dict[str, Any]], web.Response]
 
 # The middleware stores the request's fault plan here, for the task the handler creates.
 FAULTS_KEY = web.RequestKey("mjasync_simulator_faults", RequestFaults)
 MODE_PREFIXES = {"": None, "/mj-fast": "FAST", "/mj-relax": "RELAX", "/mj-turbo": "TURBO"}
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+);base64,(?P<data>.*)$", re.DOTALL)
+# trueai Dto/DataUrl.cs Parse: an unanchored match, anything before ";base64," is the type.
+_TRUEAI_DATA_URI = re.compile(r"data:(?P<type>.+?);base64,(?P<data>.+)", re.DOTALL)
 _ZOOM = re.compile(r"--zoom\s+(?P<x>\d+(?:\.\d+)?)")
 _EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 _ADJECTIVES = ("luminous", "weathered", "tiny", "baroque", "neon", "misty", "golden", "quiet")
 _NOUNS = ("lighthouse", "fox", "teapot", "cathedral", "robot", "orchard", "harbor", "violin")
 _STYLES = ("watercolor", "35mm photo", "oil painting", "isometric render", "ink sketch")
+# novicezk enums/TaskAction.java, in declaration order (Jackson also takes the ordinal).
+_OSS_ACTIONS = ("IMAGINE", "UPSCALE", "VARIATION", "REROLL", "DESCRIBE", "BLEND")
+_OSS_CHANGE_KINDS = {"UPSCALE": "upsample", "VARIATION": "variation", "REROLL": "reroll"}
+# trueai SubmitController.cs Action(): the customIds it accepts, by prefix (or substring).
+_TRUEAI_ACTION_PREFIXES = (
+    "MJ::JOB::upsample::",
+    "MJ::JOB::video_virtual_upscale",
+    "MJ::JOB::variation::",
+    "MJ::JOB::reroll::",
+    "MJ::JOB::high_variation::",
+    "MJ::JOB::low_variation::",
+    "MJ::Outpaint::",
+    "MJ::JOB::pan_",
+    "MJ::JOB::upsample_",
+    "MJ::CustomZoom::",
+    "MJ::Inpaint::",
+    "MJ::JOB::animate_",
+    "MJ::Job::PicReader",
+)
+# What Discord answers an interaction naming a component the message lacks (inferred:
+# Discord's error 50035, not read in the proxies' code, which only relay its message).
+DISCORD_REFUSAL = "Invalid Form Body"
 
 
 class BadRequest(Exception):
@@ -62,8 +98,34 @@ class BadRequest(Exception):
         self.trueai_status = trueai_status
 
 
+class Unreadable(Exception):
+    """A body the server's framework cannot bind to the route's DTO."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class ServerFault(Exception):
+    """An exception the server's code does not catch (novicezk: Spring's 500 answer)."""
+
+
+class LogicError(Exception):
+    """trueai's LogicException: code 4 on /imagine, ``Result.Fail`` JSON elsewhere."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 def _state(request: web.Request) -> SimulatorState:
     return request.app[STATE_KEY]
+
+
+def _dialect(state: SimulatorState) -> str:
+    """The dialect of the proxy the handlers play: new-api's upstream is PLUS-like."""
+    dialect = state.config.dialect
+    return "plus" if dialect == "newapi" else dialect
 
 
 # -- request parsing helpers -----------------------------------------------------------------
@@ -72,19 +134,65 @@ def _state(request: web.Request) -> SimulatorState:
 async def _body(request: web.Request) -> dict[str, Any]:
     raw = await request.read()
     if not raw.strip():
-        return {}
+        # Spring (@RequestBody) and ASP.NET ([FromBody]) both refuse a missing body.
+        raise Unreadable("A non-empty request body is required.")
     try:
         data = json.loads(raw)
     except ValueError as exc:
-        raise BadRequest(4, "请求体不是合法的 JSON") from exc
+        first = raw.strip()[:1].decode("latin-1")
+        raise Unreadable(
+            f"'{first}' is an invalid start of a value. Path: $ | LineNumber: 0 | "
+            "BytePositionInLine: 0."
+        ) from exc
     if not isinstance(data, dict):
-        raise BadRequest(4, "请求体必须是 JSON 对象")
+        raise Unreadable("The JSON value could not be converted to the request DTO. Path: $")
     return data
 
 
 def _text(body: dict[str, Any], key: str) -> str:
     value = body.get(key)
     return value.strip() if isinstance(value, str) else ""
+
+
+def _java_string(body: dict[str, Any], key: str) -> str | None:
+    # Jackson coerces a scalar to String; an object or array cannot be bound (HTTP 400).
+    value = body.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    raise Unreadable(f"Cannot deserialize value of type `java.lang.String` for {key}")
+
+
+def _java_integer(body: dict[str, Any], key: str) -> int | None:
+    # Jackson: Integer from a number (a float is truncated) or a numeric string.
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise Unreadable(f"Cannot coerce boolean to `java.lang.Integer` for {key}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+        return int(value.strip())
+    raise Unreadable(f"Cannot deserialize value of type `java.lang.Integer` from {value!r}")
+
+
+def _java_enum(body: dict[str, Any], key: str, names: tuple[str, ...]) -> str | None:
+    # Jackson EnumDeserializer: the exact constant name, or its ordinal; anything else is
+    # HTTP 400.
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str) and value in names:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
+        return names[value]
+    raise Unreadable(f"Cannot deserialize value of type enum from {value!r}")
 
 
 def _decode_data_uri(value: object) -> tuple[bytes, str] | None:
@@ -104,11 +212,41 @@ def _is_url(value: object) -> bool:
     return isinstance(value, str) and value.startswith(("http://", "https://"))
 
 
-def _image_ok(dialect: str, value: object) -> bool:
-    # trueai also takes http(s) URLs and bare base64; the others want a data URI.
-    if _decode_data_uri(value) is not None:
-        return True
-    return dialect == "trueai" and (_is_url(value) or (isinstance(value, str) and bool(value)))
+class _NotAnImage(Exception):
+    pass
+
+
+def _trueai_data_url(config_upload_base64: bool, value: object) -> tuple[bytes, str] | str | None:
+    """trueai Dto/DataUrl.cs Parse: ``None`` (blank), a URL, or (bytes, mime).
+
+    Anything starting with "http" is a URL; base64 is refused when operators disabled
+    uploads (LogicException "disabled upload base64"); a data URI or bare base64 (assumed
+    image/png) is decoded strictly (Convert.FromBase64String).
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if not isinstance(value, str):
+        raise _NotAnImage
+    if value.lower().startswith("http"):
+        return value
+    if not config_upload_base64:
+        raise _NotAnImage
+    match = _TRUEAI_DATA_URI.search(value)
+    mime, data = (match["type"], match["data"]) if match else ("image/png", value)
+    try:
+        return base64.b64decode(data, validate=True), mime
+    except (binascii.Error, ValueError) as exc:
+        raise _NotAnImage from exc
+
+
+def _image_ok(state: SimulatorState, value: object) -> bool:
+    if _dialect(state) == "trueai":
+        try:
+            return _trueai_data_url(state.config.trueai_upload_base64, value) is not None
+        except _NotAnImage:
+            return False
+    # novicezk ConvertUtils.convertBase64Array / DataUrlSerializer: data URIs only.
+    return _decode_data_uri(value) is not None
 
 
 def _banned_word(state: SimulatorState, prompt: str) -> str | None:
@@ -123,28 +261,29 @@ def _check_banned(state: SimulatorState, prompt: str) -> bool:
     word = _banned_word(state, prompt)
     if word is None:
         return False
-    if state.config.dialect == "trueai":
+    if _dialect(state) == "trueai":
+        # trueai: the code-24 branch of SubmitController.cs is commented out; the queue
+        # worker fails the task instead.
         return True
+    # novicezk SubmitController.java imagine(): code 24 with promptEn and bannedWord.
     raise BadRequest(24, "可能包含敏感词", properties={"promptEn": prompt, "bannedWord": word})
 
 
 def _mode(request: web.Request, body: dict[str, Any], prompt: str) -> str:
-    # Priority as in trueai: path prefix > accountFilter.modes > --fast/--relax/--turbo.
-    for prefix, mode in MODE_PREFIXES.items():
-        if prefix and request.path.startswith(prefix + "/") and mode:
-            return mode
+    # Priority as in trueai SubmitController.cs NewTaskDoFilter: path prefix >
+    # accountFilter.modes > --fast/--relax/--turbo. new-api strips the prefix before
+    # forwarding (mjproxy_handler.go getMjRequestPath), so its upstream never sees it.
+    if _state(request).config.dialect != "newapi":
+        for prefix, mode in MODE_PREFIXES.items():
+            if prefix and request.path.startswith(prefix + "/") and mode:
+                return mode
     account_filter = body.get("accountFilter")
     if isinstance(account_filter, dict):
         modes = account_filter.get("modes")
         if (
             isinstance(modes, list)
             and modes
-            and str(modes[0]).upper()
-            in {
-                "FAST",
-                "RELAX",
-                "TURBO",
-            }
+            and str(modes[0]).upper() in {"FAST", "RELAX", "TURBO"}
         ):
             return str(modes[0]).upper()
     for flag in ("relax", "turbo", "fast"):
@@ -161,12 +300,15 @@ def _store_upload(request: web.Request, data: bytes, mime: str) -> str:
 
 
 def _result(state: SimulatorState, task_id: str) -> str | int:
-    return int(task_id) if state.config.numeric_ids else task_id
+    # new-api decodes ``result`` into a Go string: its upstream must send strings.
+    if state.config.numeric_ids and state.config.dialect != "newapi":
+        return int(task_id)
+    return task_id
 
 
 def _error(state: SimulatorState, exc: BadRequest) -> web.Response:
     return submit_error(
-        state.config.dialect,
+        _dialect(state),
         exc.code,
         exc.description,
         properties=exc.properties,
@@ -175,12 +317,16 @@ def _error(state: SimulatorState, exc: BadRequest) -> web.Response:
 
 
 def _queue_full(state: SimulatorState) -> BadRequest:
-    if state.config.dialect == "trueai":
+    if _dialect(state) == "trueai":
         return BadRequest(9, "提交失败，队列已满，请稍后重试")
-    return BadRequest(23, "队列已满，请稍后尝试")
+    # novicezk DiscordInstanceImpl.submitTask: RejectedExecutionException -> code 23.
+    return BadRequest(
+        23, "队列已满，请稍后尝试", properties={"discordInstanceId": state.instance_id}
+    )
 
 
 def _not_found(description: str = "关联任务不存在或已失效") -> BadRequest:
+    # trueai answers NotFound(...) (HTTP 404) where novicezk answers 200 with code 3.
     return BadRequest(3, description, trueai_status=404)
 
 
@@ -200,6 +346,30 @@ def _numbered(choices: list[str], sep: str = "\n\n") -> str:
 # -- task creation ---------------------------------------------------------------------------
 
 
+def _owner(request: web.Request) -> str:
+    state = _state(request)
+    if state.config.dialect == "trueai" and trueai_role(state.config, request.headers):
+        return trueai_token(request.headers)
+    remote = request.remote or ""
+    return f"guest:{remote}"
+
+
+def _trueai_new_task_checks(request: web.Request, body: dict[str, Any]) -> None:
+    """trueai SubmitController.cs NewTask: the LogicExceptions it throws before a task exists."""
+    state = _state(request)
+    if state.config.dialect != "trueai":
+        return
+    task_state = body.get("state")
+    if isinstance(task_state, str) and len(task_state) > 255:
+        raise LogicError("State参数过长，最大255字符")
+    hook = body.get("notifyHook")
+    if isinstance(hook, str) and len(hook) > 2000:
+        raise LogicError("NotifyHook参数过长，最大2000字符")
+    error = user_cap_error(state.config, _owner(request), state.tasks)
+    if error is not None:
+        raise LogicError(error)
+
+
 def _new_task(
     request: web.Request,
     body: dict[str, Any],
@@ -212,19 +382,19 @@ def _new_task(
     state = _state(request)
     cfg = state.config
     engine: Engine = state.engine
-    hook = _text(body, "notifyHook") or None
-    if not (cfg.notify and (cfg.dialect != "newapi" or cfg.newapi_notify)):
-        hook = None
+    # new-api has already removed notifyHook unless MjNotifyEnabled (DoMidjourneyHttpRequest).
+    hook = (_text(body, "notifyHook") or None) if cfg.notify else None
     bot_type = _text(body, "botType").upper()
     bot_type = "NIJI_JOURNEY" if bot_type in {"NIJI_JOURNEY", "NIJI"} else "MID_JOURNEY"
     if parent is not None and not _text(body, "botType"):
         bot_type = parent.bot_type
     task_state = body.get("state")
+    account_filter = body.get("accountFilter")
     task_id = state.ids.task_id(engine.tasks)
     task = SimTask(
         id=task_id,
         kind=kind,
-        action=action_name(cfg.dialect, kind, parent.action if parent else None),
+        action=action_name(_dialect(state), kind, parent.action if parent else None),
         prompt=prompt,
         prompt_en=prompt,
         final_prompt=prompt,
@@ -240,6 +410,8 @@ def _new_task(
         nonce=state.ids.digits(19),
         message_id=state.ids.digits(19),
         instance_id=state.instance_id,
+        owner=_owner(request),
+        account_filter=account_filter if isinstance(account_filter, dict) else None,
     )
     faults = request.get(FAULTS_KEY)
     if faults is not None:
@@ -251,27 +423,75 @@ def _new_task(
 def _accept(request: web.Request, task: SimTask) -> web.Response:
     state = _state(request)
     place = state.engine.admit(task)
+    if state.config.dialect == "oss":
+        # novicezk DiscordInstanceImpl.submitTask: numberOfQueues is the executor's queue
+        # size before this task joined it, so the first one to wait still gets code 1.
+        place = max(0, place - 1)
     return submit_accepted(
-        state.config.dialect,
+        _dialect(state),
         _result(state, task.id),
         queued=place,
         instance_id=state.instance_id,
     )
 
 
-def _submit(fn: Callable[[web.Request, dict[str, Any]], web.Response]) -> Handler:
-    """Wrap a synchronous submit body: parse JSON, turn BadRequest into the dialect's error."""
+def _submit(name: str, fn: SubmitBody) -> Handler:
+    """Wrap a synchronous submit body: parse JSON, turn exceptions into the dialect's answers.
+
+    On new-api the request goes through the relay first (``_newapi``), and ``fn`` plays
+    the upstream.
+    """
 
     async def handler(request: web.Request) -> web.StreamResponse:
         state = _state(request)
+        if state.config.dialect == "newapi":
+            return await _relay(request, name, fn)
         try:
             body = await _body(request)
             return fn(request, body)
         except BadRequest as exc:
             return _error(state, exc)
+        except LogicError as exc:
+            # trueai CustomLogicExceptionFilterAttribute.cs: Result.Fail, HTTP 200.
+            return trueai_result_fail(exc.message)
+        except Unreadable as exc:
+            return _unreadable(request, exc)
+        except ServerFault:
+            return spring_error(request, 500)
 
     handler.__name__ = fn.__name__
     return handler
+
+
+def _unreadable(request: web.Request, exc: Unreadable) -> web.Response:
+    if _state(request).config.dialect == "trueai":
+        # trueai Program.cs InvalidModelStateResponseFactory / CustomActionFilterAttribute:
+        # the first model error as Result.Fail, HTTP 200.
+        return trueai_result_fail(exc.detail)
+    # Spring: HttpMessageNotReadableException -> 400 (PLUS assumed to be the same stack).
+    return spring_error(request, 400)
+
+
+async def _relay(request: web.Request, name: str, fn: SubmitBody) -> web.StreamResponse:
+    """new-api: distributor and relay checks, the forwarded body, the rewritten answer."""
+    state = _state(request)
+    relay = state.newapi
+    raw = await request.read()
+    try:
+        body = decode_request(request, raw)
+        action, index = distribute(request, name, body)
+        state.newapi_read()
+        prompt = relay.check_submit(name, body, action, index)
+    except RelayError as exc:
+        return exc.response
+    forwarded = relay.forwarded_body(body)
+    try:
+        upstream = fn(request, forwarded)
+    except BadRequest as exc:
+        upstream = _error(state, exc)
+    except ServerFault:
+        upstream = spring_error(request, 500)
+    return relay.answer(name, action, prompt, upstream)
 
 
 # -- submit routes ---------------------------------------------------------------------------
@@ -280,13 +500,31 @@ def _submit(fn: Callable[[web.Request, dict[str, Any]], web.Response]) -> Handle
 def imagine(request: web.Request, body: dict[str, Any]) -> web.Response:
     """POST /mj/submit/imagine."""
     state = _state(request)
+    dialect = _dialect(state)
     prompt = _text(body, "prompt")
     if not prompt:
         raise BadRequest(4, "prompt不能为空")
     images = body.get("base64Array") or []
-    if not isinstance(images, list) or not all(_image_ok(state.config.dialect, i) for i in images):
+    if not isinstance(images, list):
         raise BadRequest(4, "base64格式错误")
-    banned = _check_banned(state, prompt)
+    if dialect == "trueai":
+        # trueai SubmitController.cs Imagine: uploads off -> "禁止上传" whatever the images
+        # are; NewTask's LogicExceptions are caught and answered as code 4 here.
+        if not state.config.trueai_upload_base64 and images:
+            raise BadRequest(4, "禁止上传")
+        try:
+            _trueai_new_task_checks(request, body)
+        except LogicError as exc:
+            raise BadRequest(4, exc.message) from exc
+        banned = _check_banned(state, prompt)
+        if not all(_image_ok(state, i) for i in images):
+            raise BadRequest(4, "base64格式错误")
+    else:
+        # novicezk SubmitController.java imagine(): the banned-word check comes before the
+        # images are decoded.
+        banned = _check_banned(state, prompt)
+        if not all(_image_ok(state, i) for i in images):
+            raise BadRequest(4, "base64格式错误")
     if not state.engine.has_room():
         raise _queue_full(state)
     task = _new_task(request, body, kind="imagine", prompt=prompt, description=f"/imagine {prompt}")
@@ -297,14 +535,24 @@ def imagine(request: web.Request, body: dict[str, Any]) -> web.Response:
 def blend(request: web.Request, body: dict[str, Any]) -> web.Response:
     """POST /mj/submit/blend."""
     state = _state(request)
+    dialect = _dialect(state)
     images = body.get("base64Array")
     if not isinstance(images, list) or not 2 <= len(images) <= 5:
-        raise BadRequest(4, "base64List参数错误: 需要 2-5 张图片")
-    if not all(_image_ok(state.config.dialect, i) for i in images):
-        raise BadRequest(4, "base64格式错误")
+        # novicezk: "base64List参数错误"; trueai SubmitController.cs Blend: its own text.
+        text = "图片参数错误，2~5张图片" if dialect == "trueai" else "base64List参数错误"
+        raise BadRequest(4, text)
+    # A missing field keeps the DTO's default; an explicit null is refused.
     dimensions = body.get("dimensions", "SQUARE")
-    if dimensions not in {"PORTRAIT", "SQUARE", "LANDSCAPE"}:
+    if dimensions is None:
         raise BadRequest(4, "dimensions参数错误")
+    if dimensions not in {"PORTRAIT", "SQUARE", "LANDSCAPE"}:
+        # Jackson / System.Text.Json cannot bind an unknown enum name.
+        raise Unreadable(
+            f"The JSON value could not be converted to BlendDimensions: {dimensions!r}"
+        )
+    if not all(_image_ok(state, i) for i in images):
+        raise BadRequest(4, "base64格式错误")
+    _trueai_new_task_checks(request, body)
     if not state.engine.has_room():
         raise _queue_full(state)
     task = _new_task(request, body, kind="blend", prompt="", description="")
@@ -316,18 +564,45 @@ def blend(request: web.Request, body: dict[str, Any]) -> web.Response:
 def describe(request: web.Request, body: dict[str, Any]) -> web.Response:
     """POST /mj/submit/describe."""
     state = _state(request)
-    decoded = _decode_data_uri(body.get("base64"))
+    dialect = _dialect(state)
+    raw = body.get("base64")
     link = _text(body, "link")
-    if decoded is not None:
-        upload = _store_upload(request, *decoded)
-    elif state.config.dialect == "trueai" and _is_url(link):
-        upload = link
+    if dialect == "trueai":
+        # trueai SubmitController.cs Describe: base64 or link; a link must be http(s).
+        if not (isinstance(raw, str) and raw.strip()) and not link:
+            raise BadRequest(4, "base64或link不能为空")
+        if link and not re.match(r"^https?://.+", link):
+            raise BadRequest(4, "链接格式错误")
+        upload: str
+        if isinstance(raw, str) and raw.strip():
+            if not state.config.trueai_upload_base64:
+                raise BadRequest(4, "禁止上传")
+            try:
+                parsed = _trueai_data_url(True, raw)
+            except _NotAnImage as exc:
+                raise BadRequest(4, "base64格式错误") from exc
+            upload = parsed if isinstance(parsed, str) else _store_upload(request, *parsed)  # type: ignore[misc]
+        else:
+            upload = link
+        _trueai_new_task_checks(request, body)
+        description = "/describe"
     else:
-        raise BadRequest(4, "base64格式错误")
+        # novicezk SubmitController.java describe().
+        if not (isinstance(raw, str) and raw.strip()):
+            raise BadRequest(4, "base64不能为空")
+        decoded = _decode_data_uri(raw)
+        if decoded is None:
+            raise BadRequest(4, "base64格式错误")
+        upload = _store_upload(request, *decoded)
+        description = ""
     if not state.engine.has_room():
         raise _queue_full(state)
-    task = _new_task(request, body, kind="describe", prompt="", description="")
-    task.description = f"/describe {task.id}"
+    task = _new_task(request, body, kind="describe", prompt="", description=description)
+    if not description:
+        # novicezk: "/describe <taskId>.<suffix of the image's mime type>".
+        decoded = _decode_data_uri(raw)
+        suffix = _EXT.get(decoded[1], "png") if decoded else "png"
+        task.description = f"/describe {task.id}.{suffix}"
     task.image_url = upload
     task.choices = _choices_for_describe(state, 4)
     task.result_text = _numbered(task.choices)
@@ -338,8 +613,10 @@ def shorten(request: web.Request, body: dict[str, Any]) -> web.Response:
     """POST /mj/submit/shorten."""
     state = _state(request)
     prompt = _text(body, "prompt")
-    if not prompt:
+    # trueai SubmitController.cs Shorten checks nothing before NewTask.
+    if not prompt and _dialect(state) != "trueai":
         raise BadRequest(4, "prompt不能为空")
+    _trueai_new_task_checks(request, body)
     if not state.engine.has_room():
         raise _queue_full(state)
     task = _new_task(request, body, kind="shorten", prompt=prompt, description=f"/shorten {prompt}")
@@ -357,39 +634,91 @@ def _remix_modal(state: SimulatorState, kind: str, body: dict[str, Any]) -> bool
         return True
     if kind not in REMIX_MODAL:
         return False
-    if state.config.dialect == "trueai" and body.get("enableRemix") is True:
+    if _dialect(state) == "trueai" and body.get("enableRemix") is True:
         if not state.config.remix:
-            raise BadRequest(4, "当前账号未开启 Remix")
+            raise BadRequest(4, "当前账号不支持 remix，请开启 remix 功能")
         return True
     return bool(state.config.remix)
+
+
+def _trueai_action(custom_id: str, parent: SimTask) -> str:
+    """trueai SubmitController.cs Action(): the action of the task a customId starts."""
+    if custom_id.startswith(("MJ::JOB::upsample::", "MJ::JOB::video_virtual_upscale")):
+        return "UPSCALE"
+    if custom_id.startswith(
+        ("MJ::JOB::variation::", "MJ::JOB::high_variation::", "MJ::JOB::low_variation::")
+    ):
+        return "VARIATION"
+    if custom_id.startswith("MJ::JOB::reroll::"):
+        return "IMAGINE" if parent.action == "UPSCALE" else parent.action
+    if custom_id.startswith(("MJ::Outpaint::", "MJ::CustomZoom::")):
+        return "ZOOM"
+    if custom_id.startswith("MJ::JOB::pan_"):
+        return "PAN"
+    if custom_id.startswith("MJ::JOB::upsample_"):
+        return "UPSCALE_HD"
+    if custom_id.startswith("MJ::Inpaint::"):
+        return "VARIATION"
+    if custom_id.startswith("MJ::JOB::animate_"):
+        return "VIDEO"
+    if "MJ::Picread::Retry" in custom_id:
+        return "DESCRIBE"
+    return "IMAGINE"  # MJ::Job::PicReader
 
 
 def action(request: web.Request, body: dict[str, Any]) -> web.Response:
     """POST /mj/submit/action: press one of a SUCCESS task's buttons."""
     state = _state(request)
-    dialect = state.config.dialect
+    dialect = _dialect(state)
     engine: Engine = state.engine
     task_id = str(body.get("taskId") or "").strip()
     custom_id = _text(body, "customId")
     if not task_id or not custom_id:
-        raise BadRequest(4, "taskId 和 customId 不能为空")
+        raise BadRequest(4, "参数错误" if dialect == "trueai" else "taskId 和 customId 不能为空")
     parsed = parse_custom_id(custom_id)
-    if dialect == "newapi" and (
-        parsed is None
-        or parsed.kind in {"pic_reader", "pic_reader_all", "prompt_analyzer", "picread_retry"}
-    ):
-        raise BadRequest(4, "unknown_action")
     parent = engine.tasks.get(task_id)
     if parent is None:
         raise _not_found()
     if parent.status != SUCCESS:
         raise BadRequest(4, "关联任务状态错误")
     button = parent.button(custom_id)
-    if button is None or parsed is None:
+    if dialect == "trueai":
+        # trueai SubmitController.cs Action(): NewTask, then the customId whitelist (no
+        # PromptAnalyzer, no BOOKMARK, no manual video), then the reroll rule.
+        _trueai_new_task_checks(request, body)
+        allowed = custom_id.startswith(_TRUEAI_ACTION_PREFIXES) or (
+            "MJ::Picread::Retry" in custom_id
+        )
+        if not allowed:
+            raise BadRequest(4, "未知的 Action 类型")
+        if custom_id.startswith("MJ::JOB::reroll::") and not trueai_reroll_allowed(parent.action):
+            raise BadRequest(4, "该任务不支持重新生成")
+        if button is None or parsed is None:
+            # Allowed, but the parent's message has no such component: Discord refuses
+            # the interaction and the task fails as it starts.
+            if not engine.has_room():
+                raise _queue_full(state)
+            task = _new_task(
+                request,
+                body,
+                kind=parsed.kind if parsed else "upsample",
+                prompt=parent.prompt,
+                description="Submit success",
+                parent=parent,
+            )
+            task.action = _trueai_action(custom_id, parent)
+            task.custom_id = custom_id
+            task.rejected_by_discord = DISCORD_REFUSAL
+            return _accept(request, task)
+    elif button is None or parsed is None:
         raise BadRequest(4, f"未知的 Action 类型: {custom_id}")
+    assert button is not None
+    assert parsed is not None
     kind = parsed.kind
 
     if kind == "pic_reader_all":
+        # trueai TaskService.cs SubmitAction "MJ::Job::PicReader::all": up to four IMAGINE
+        # tasks, their ids comma-joined, description "成功".
         count = len(parent.choices)
         if not engine.has_room(count):
             raise _queue_full(state)
@@ -412,7 +741,7 @@ def action(request: web.Request, body: dict[str, Any]) -> web.Response:
         return json_response(
             {
                 "code": 1,
-                "description": "提交成功",
+                "description": "成功",
                 "result": ",".join(ids),
                 "properties": {"discordInstanceId": state.instance_id},
             }
@@ -431,11 +760,7 @@ def action(request: web.Request, body: dict[str, Any]) -> web.Response:
         task.index = parsed.index
         engine.add_modal(task)
         button.style = 3
-        # new-api turns every 21 into 1 except for Vary (Region) and Custom Zoom.
-        as_code_1 = dialect == "newapi" and kind not in {"inpaint", "custom_zoom"}
-        return submit_modal(
-            dialect, _result(state, task.id), suggested, state.instance_id, as_code_1=as_code_1
-        )
+        return submit_modal(dialect, _result(state, task.id), suggested, state.instance_id)
 
     if not engine.has_room():
         raise _queue_full(state)
@@ -455,17 +780,118 @@ def action(request: web.Request, body: dict[str, Any]) -> web.Response:
     return _accept(request, task)
 
 
+def _change(
+    request: web.Request,
+    body: dict[str, Any],
+    task_id: str | None,
+    change_action: str | None,
+    index: int | None,
+) -> web.Response:
+    """novicezk SubmitController.java change(), which simple-change also ends in."""
+    state = _state(request)
+    engine: Engine = state.engine
+    if not (task_id or "").strip():
+        raise BadRequest(4, "taskId不能为空")
+    if change_action not in _OSS_CHANGE_KINDS:
+        raise BadRequest(4, "action参数错误")
+    assert task_id is not None
+    suffix = "R" if change_action == "REROLL" else f"{change_action[0]}{index}"
+    description = f"/up {task_id} {suffix.replace('None', 'null')}"
+    if state.config.oss_task_exists and change_action == "UPSCALE":
+        # novicezk before b146e94 (v2.6.2 and older): any task whose description contains
+        # this one is "the same upscale", whatever its status.
+        for existing in engine.tasks.values():
+            if description in existing.description:
+                return json_response(
+                    {
+                        "code": 21,
+                        "description": "任务已存在",
+                        "result": existing.id,
+                        "properties": {"status": existing.status, "imageUrl": existing.image_url},
+                    }
+                )
+    parent = engine.tasks.get(task_id)
+    if parent is None:
+        raise BadRequest(3, "关联任务不存在或已失效")
+    if parent.status != SUCCESS:
+        raise BadRequest(4, "关联任务状态错误")
+    if parent.action not in {"IMAGINE", "VARIATION", "REROLL", "BLEND"}:
+        raise BadRequest(4, "关联任务不允许执行变化")
+    if change_action != "REROLL" and index is None:
+        # submitUpscale/submitVariation take an int: unboxing the missing index throws.
+        raise ServerFault
+    if not engine.has_room():
+        raise _queue_full(state)
+    task = _new_task(
+        request,
+        body,
+        kind=_OSS_CHANGE_KINDS[change_action],
+        prompt=parent.prompt,
+        description=description,
+        parent=parent,
+    )
+    task.action = change_action
+    task.prompt_en = parent.prompt_en
+    task.final_prompt = parent.final_prompt
+    task.index = index
+    task.extra_properties["progressMessageId"] = parent.message_id
+    task.extra_properties["referencedMessageId"] = parent.message_id
+    if index is not None and change_action != "REROLL" and not 1 <= index <= 4:
+        # change() never checks the index: Discord refuses a button that does not exist.
+        task.rejected_by_discord = DISCORD_REFUSAL
+    return _accept(request, task)
+
+
+def change(request: web.Request, body: dict[str, Any]) -> web.Response:
+    """POST /mj/submit/change {taskId, action: UPSCALE|VARIATION|REROLL, index}."""
+    task_id = _java_string(body, "taskId")
+    change_action = _java_enum(body, "action", _OSS_ACTIONS)
+    index = _java_integer(body, "index")
+    return _change(request, body, task_id, change_action, index)
+
+
+def simple_change(request: web.Request, body: dict[str, Any]) -> web.Response:
+    """POST /mj/submit/simple-change {content: "<taskId> U2"}.
+
+    novicezk ConvertUtils.convertChangeParams: exactly two space-separated parts (hutool
+    split keeps empty parts); 'u…'/'v…' with the second character a digit 1..4, or "r".
+    """
+    content = _java_string(body, "content")
+    parts = content.split(" ") if content is not None else []
+    if len(parts) != 2:
+        raise BadRequest(4, "content参数错误")
+    text = parts[1].lower()
+    if not text:
+        raise ServerFault  # action.charAt(0) on "" throws outside the try block
+    index: int | None = None
+    if text[0] == "u":
+        change_action = "UPSCALE"
+    elif text[0] == "v":
+        change_action = "VARIATION"
+    elif text == "r":
+        change_action = "REROLL"
+    else:
+        raise BadRequest(4, "content参数错误")
+    if change_action != "REROLL":
+        digit = text[1:2]
+        if not digit.isdigit() or not 1 <= int(digit) <= 4:
+            raise BadRequest(4, "content参数错误")
+        index = int(digit)
+    return _change(request, body, parts[0], change_action, index)
+
+
 def modal(request: web.Request, body: dict[str, Any]) -> web.Response:
     """POST /mj/submit/modal: confirm a MODAL task with a prompt (and mask)."""
     state = _state(request)
-    dialect = state.config.dialect
+    dialect = _dialect(state)
     engine: Engine = state.engine
     task_id = str(body.get("taskId") or "").strip()
     if not task_id:
-        raise BadRequest(4, "taskId不能为空")
+        raise BadRequest(4, "参数错误" if dialect == "trueai" else "taskId不能为空")
     task = engine.tasks.get(task_id)
     if task is None:
-        raise _not_found("任务不存在")
+        # trueai SubmitController.cs Modal: NotFound + code 3.
+        raise _not_found("关联任务不存在或已失效" if dialect == "trueai" else "任务不存在")
     if task.status != MODAL:
         raise BadRequest(4, f"任务状态错误: {task.status} is not MODAL")
     prompt = _text(body, "prompt")
@@ -516,15 +942,19 @@ def modal(request: web.Request, body: dict[str, Any]) -> web.Response:
 def upload(request: web.Request, body: dict[str, Any]) -> web.Response:
     """POST /mj/submit/upload-discord-images: no task, just URLs."""
     state = _state(request)
+    dialect = _dialect(state)
+    if dialect == "trueai" and not state.config.trueai_upload_base64:
+        # trueai SubmitController.cs ImagineDiscordImages.
+        raise BadRequest(4, "禁止上传")
     images = body.get("base64Array")
     if not isinstance(images, list) or not images:
-        raise BadRequest(4, "base64Array不能为空")
+        raise BadRequest(4, "base64 参数错误" if dialect == "trueai" else "base64Array不能为空")
     urls: list[str] = []
     for image in images:
         decoded = _decode_data_uri(image)
         if decoded is not None:
             urls.append(_store_upload(request, *decoded))
-        elif state.config.dialect == "trueai" and _is_url(image):
+        elif dialect == "trueai" and _is_url(image):
             urls.append(str(image))
         else:
             raise BadRequest(4, "base64格式错误")
@@ -534,10 +964,10 @@ def upload(request: web.Request, body: dict[str, Any]) -> web.Response:
 def swap_face(request: web.Request, body: dict[str, Any]) -> web.Response:
     """POST /mj/insight-face/swap."""
     state = _state(request)
-    dialect = state.config.dialect
-    source = body.get("sourceBase64") or (body.get("sourceUrl") if dialect == "trueai" else None)
-    target = body.get("targetBase64") or (body.get("targetUrl") if dialect == "trueai" else None)
-    if not (_image_ok(dialect, source) and _image_ok(dialect, target)):
+    if _dialect(state) == "trueai":
+        return _trueai_swap_face(request, body)
+    source, target = body.get("sourceBase64"), body.get("targetBase64")
+    if not (_image_ok(state, source) and _image_ok(state, target)):
         raise BadRequest(4, "sourceBase64 和 targetBase64 必须是图片")
     if source == target:
         raise BadRequest(4, "源图和目标图不能相同")
@@ -548,17 +978,55 @@ def swap_face(request: web.Request, body: dict[str, Any]) -> web.Response:
     return _accept(request, task)
 
 
+def _trueai_swap_face(request: web.Request, body: dict[str, Any]) -> web.Response:
+    """trueai InsightFaceController.cs FaceSwap + FaceSwapService.cs SubmitTask."""
+    state = _state(request)
+    source_b64, target_b64 = _text(body, "sourceBase64"), _text(body, "targetBase64")
+    source_url, target_url = _text(body, "sourceUrl"), _text(body, "targetUrl")
+    if not source_b64 and not source_url:
+        raise BadRequest(4, "人脸图片不能为空")
+    if not target_b64 and not target_url:
+        raise BadRequest(4, "目标图片不能为空")
+    if (source_b64 and source_b64 == target_b64) or (source_url and source_url == target_url):
+        raise BadRequest(4, "人脸图片和目标图片不能相同")
+    for b64, url, name in ((source_b64, source_url, "人脸"), (target_b64, target_url, "目标")):
+        if b64:
+            try:
+                parsed = _trueai_data_url(state.config.trueai_upload_base64, b64)
+            except _NotAnImage as exc:
+                raise BadRequest(4, f"{name}图片格式错误") from exc
+            if isinstance(parsed, tuple) and not parsed[0]:
+                raise BadRequest(4, f"{name}图片大小超过最大限制")
+        elif not _is_url(url):
+            raise BadRequest(4, f"{name}图片URL格式错误")
+    if not state.engine.has_room():
+        raise BadRequest(9, "提交失败，队列已满，请稍后重试")
+    task = _new_task(request, body, kind="swap_face", prompt="", description="/swap")
+    task.bot_type = "INSIGHT_FACE"
+    return _accept(request, task)
+
+
 def edits(request: web.Request, body: dict[str, Any]) -> web.Response:
     """POST /mj/submit/edits and /mj/submit/edit (trueai {prompt, image}; 147ai base64Array)."""
     state = _state(request)
     prompt = _text(body, "prompt")
-    if not prompt:
-        raise BadRequest(4, "prompt不能为空")
     image = body.get("image")
-    if image is None and isinstance(body.get("base64Array"), list) and body["base64Array"]:
-        image = body["base64Array"][0]
-    if not _image_ok(state.config.dialect, image):
-        raise BadRequest(4, "image不能为空或格式错误")
+    if _dialect(state) == "trueai":
+        # trueai SubmitController.cs Edits: uploads off refuses even an image URL.
+        if not (isinstance(image, str) and image.strip()) or not prompt:
+            raise BadRequest(4, "image或prompt不能为空")
+        if not state.config.trueai_upload_base64:
+            raise BadRequest(4, "禁止上传")
+        if not _image_ok(state, image.strip()):
+            raise BadRequest(4, "base64格式错误")
+        _trueai_new_task_checks(request, body)
+    else:
+        if not prompt:
+            raise BadRequest(4, "prompt不能为空")
+        if image is None and isinstance(body.get("base64Array"), list) and body["base64Array"]:
+            image = body["base64Array"][0]
+        if not _image_ok(state, image):
+            raise BadRequest(4, "image不能为空或格式错误")
     banned = _check_banned(state, prompt)
     if not state.engine.has_room():
         raise _queue_full(state)
@@ -570,24 +1038,48 @@ def edits(request: web.Request, body: dict[str, Any]) -> web.Response:
 def video(request: web.Request, body: dict[str, Any]) -> web.Response:
     """POST /mj/submit/video (new video, or ``action: extend`` of a video task)."""
     state = _state(request)
+    dialect = _dialect(state)
     engine: Engine = state.engine
     prompt = _text(body, "prompt")
     parent: SimTask | None = None
-    if str(body.get("action") or "").lower() == "extend":
-        parent = engine.tasks.get(str(body.get("taskId") or ""))
-        if parent is None:
-            raise _not_found()
-        if parent.status != SUCCESS or parent.kind != "video":
-            raise BadRequest(4, "关联任务状态错误")
-        index = body.get("index")
-        if not isinstance(index, int) or not 0 <= index <= 3:
-            raise BadRequest(4, "index 必须是 0-3")
-        prompt = prompt or parent.prompt
-    elif not prompt:
-        raise BadRequest(4, "prompt不能为空")
+    extend = str(body.get("action") or "").lower() == "extend"
+    if dialect == "trueai":
+        # trueai SubmitController.cs Video: prompt, the two images (http URLs stay URLs),
+        # NewTask, then the parent of an extension; no motion or index checks.
+        if not prompt:
+            raise BadRequest(4, "Prompt 不能为空")
+        for key in ("image", "endImage"):
+            try:
+                _trueai_data_url(state.config.trueai_upload_base64, body.get(key))
+            except _NotAnImage as exc:
+                raise BadRequest(4, "base64格式错误") from exc
+        _trueai_new_task_checks(request, body)
+        parent_id = _text(body, "taskId")
+        if parent_id:
+            if body.get("action") != "extend":
+                raise BadRequest(4, "任务类型错误")
+            parent = engine.tasks.get(parent_id)
+            if parent is None:
+                raise _not_found()
+            if parent.status != SUCCESS:
+                raise BadRequest(4, "关联任务状态错误")
+        elif extend:
+            # TaskService.cs SubmitVideo: an extension without a parent.
+            raise BadRequest(3, "目标任务不存在")
+    else:
+        if extend:
+            parent = engine.tasks.get(str(body.get("taskId") or ""))
+            if parent is None:
+                raise _not_found()
+            if parent.status != SUCCESS or parent.kind != "video":
+                raise BadRequest(4, "关联任务状态错误")
+            index = body.get("index")
+            if not isinstance(index, int) or not 0 <= index <= 3:
+                raise BadRequest(4, "index 必须是 0-3")
+            prompt = prompt or parent.prompt
+        elif not prompt:
+            raise BadRequest(4, "prompt不能为空")
     motion = str(body.get("motion") or "low").lower()
-    if motion not in {"low", "high"}:
-        raise BadRequest(4, "motion 必须是 low 或 high")
     banned = _check_banned(state, prompt)
     if not engine.has_room():
         raise _queue_full(state)
@@ -603,16 +1095,21 @@ def video(request: web.Request, body: dict[str, Any]) -> web.Response:
 
 
 def _wire(state: SimulatorState, task: SimTask) -> dict[str, Any]:
-    data = task_json(task, state.config.dialect, state.config.image_size)
-    # new-api shows status "" until its first sync with the upstream; a read is that sync.
-    task.newapi_synced = True
-    return data
+    return task_json(task, state.config)
 
 
 async def fetch(request: web.Request) -> web.StreamResponse:
     """GET /mj/task/{id}/fetch."""
     state = _state(request)
-    task = state.tasks.get(request.match_info["id"])
+    task_id = request.match_info["id"]
+    if state.config.dialect == "newapi":
+        # mjproxy_handler.go RelayMidjourneyTask: new-api's own copy, never the upstream.
+        state.newapi_read()
+        record = state.newapi.records.get(task_id)
+        if record is None:
+            return mj_error(4, "task_no_found")
+        return json_response(state.newapi.view(record, str(request.url.origin())))
+    task = state.tasks.get(task_id)
     if task is None:
         return unknown_task(state.config.dialect)
     return json_response(_wire(state, task))
@@ -620,20 +1117,39 @@ async def fetch(request: web.Request) -> web.StreamResponse:
 
 async def _list(request: web.Request, *, with_displays: bool) -> web.StreamResponse:
     state = _state(request)
+    dialect = state.config.dialect
+    raw = await request.read()
     try:
-        body = await _body(request)
-    except BadRequest as exc:
-        return _error(state, exc)
+        body = json.loads(raw) if raw.strip() else None
+    except ValueError:
+        body = ...
+    if dialect == "newapi":
+        if not isinstance(body, dict) or not isinstance(body.get("ids", []), list | None):
+            # RelayMidjourneyTask: c.BindJSON failed.
+            return mj_error(4, "do_request_failed")
+        state.newapi_read()
+        origin = str(request.url.origin())
+        views = [
+            state.newapi.view(state.newapi.records[i], origin)
+            for i in dict.fromkeys(str(i) for i in body.get("ids") or [])
+            if i in state.newapi.records
+        ]
+        return json_response(views)
+    if not isinstance(body, dict):
+        exc = Unreadable("A non-empty request body is required." if body is None else "bad body")
+        return _unreadable(request, exc)
     ids = body.get("ids")
     found: list[dict[str, Any]] = []
     if isinstance(ids, list):
-        for task_id in dict.fromkeys(str(i) for i in ids):
+        for task_id in dict.fromkeys(str(i).strip() for i in ids):
             task = state.tasks.get(task_id)
             if task is not None:
                 data = _wire(state, task)
                 if with_displays and "displays" not in data:
                     data["displays"] = displays(task)
                 found.append(data)
+    elif ids is not None and dialect == "oss":
+        return spring_error(request, 400)
     state.rng.shuffle(found)  # the servers promise no order; make clients cope
     return json_response(found)
 
@@ -657,59 +1173,128 @@ async def task_list(request: web.Request) -> web.StreamResponse:
     return json_response([_wire(state, task) for task in newest_first])
 
 
+async def task_queue(request: web.Request) -> web.StreamResponse:
+    """GET /mj/task/queue (novicezk TaskController.java queue()): queued and running tasks,
+    oldest first."""
+    state = _state(request)
+    live = [t for t in state.tasks.values() if not t.is_terminal and t.status != MODAL]
+    live.sort(key=lambda t: t.submit_time)
+    return json_response([_wire(state, task) for task in live])
+
+
 async def sim_stats(request: web.Request) -> web.StreamResponse:
     """GET /sim/stats: the request counters, for tests that run the simulator in a process."""
     state = _state(request)
     return json_response(dict(state.requests))
 
 
-async def image_seed(request: web.Request) -> web.StreamResponse:
-    """GET /mj/task/{id}/image-seed: answers after ``seed_delay``."""
-    state = _state(request)
-    task = state.tasks.get(request.match_info["id"])
-    if task is None:
-        return _error(state, _not_found("任务不存在"))
-    if task.status != SUCCESS:
-        return _error(state, BadRequest(4, "任务状态错误", trueai_status=400))
+async def _seed_of(state: SimulatorState, task: SimTask) -> web.Response:
     await asyncio.sleep(state.config.scaled(state.config.seed_delay))
     if not task.seed:
         task.seed = state.ids.digits(10)
     return json_response({"code": 1, "description": "成功", "result": task.seed})
 
 
+async def image_seed(request: web.Request) -> web.StreamResponse:
+    """GET /mj/task/{id}/image-seed: answers after ``seed_delay``."""
+    state = _state(request)
+    dialect = _dialect(state)
+    task_id = request.match_info["id"]
+    if state.config.dialect == "newapi" and task_id not in state.newapi.records:
+        # mjproxy_handler.go RelayMidjourneyTaskImageSeed: new-api looks the task up itself,
+        # then relays the upstream's answer re-encoded, with its HTTP status.
+        return mj_error(4, "task_no_found")
+    task = state.tasks.get(task_id)
+    if task is None:
+        # trueai TaskController.cs ImageSeed: NotFound + code 3.
+        text = "关联任务不存在或已失效" if dialect == "trueai" else "任务不存在"
+        return _error(state, _not_found(text))
+    if task.status != SUCCESS and not task.seed:
+        # trueai: no message hash yet -> BadRequest + code 4.
+        text = "关联任务状态错误" if dialect == "trueai" else "任务状态错误"
+        return _error(state, BadRequest(4, text, trueai_status=400))
+    answer = await _seed_of(state, task)
+    if state.config.dialect == "newapi":
+        decoded = json.loads(answer.body if isinstance(answer.body, bytes) else b"{}")
+        body = {
+            "code": decoded["code"],
+            "description": decoded["description"],
+            "properties": decoded.get("properties"),
+            "result": decoded["result"],
+        }
+        return json_response(body, status=answer.status)
+    return answer
+
+
 async def cancel(request: web.Request) -> web.StreamResponse:
-    """POST /mj/task/{id}/cancel: CANCEL (plus) or FAILURE "取消任务" with an empty 200 (trueai)."""
+    """POST /mj/task/{id}/cancel: CANCEL (plus) or FAILURE "取消任务" (trueai, admins only)."""
     state = _state(request)
     task = state.tasks.get(request.match_info["id"])
-    if task is None:
-        return _error(state, _not_found("任务不存在"))
     if state.config.dialect == "trueai":
-        if not task.is_terminal:
+        # trueai TaskController.cs Cancel: non-admins get BadRequest("演示模式，禁止操作");
+        # admins always get an empty 200, and only a live task changes.
+        if trueai_role(state.config, request.headers) != "ADMIN":
+            return _aspnet_text(request, 400, "演示模式，禁止操作")
+        if task is not None and not task.is_terminal:
             state.engine.cancel(task, status=FAILURE, reason="取消任务")
         return web.Response(status=200, body=b"")
+    if task is None:
+        return _error(state, _not_found("任务不存在"))
     if task.is_terminal:
         return _error(state, BadRequest(4, f"任务状态错误: {task.status}"))
     state.engine.cancel(task, status=CANCEL, reason=None)
     return json_response({"code": 1, "description": "成功", "result": task.id})
 
 
+def _aspnet_text(request: web.Request, status: int, text: str) -> web.Response:
+    """An ASP.NET Core ObjectResult holding a string: StringOutputFormatter's text/plain,
+    unless the client asked for JSON only (then the JSON formatter writes a JSON string)."""
+    accept = request.headers.get("Accept", "*/*")
+    if "application/json" in accept and "*/*" not in accept and "text/plain" not in accept:
+        return json_response(text, status=status)
+    return web.Response(status=status, text=text, content_type="text/plain")
+
+
 # -- /sim asset routes -----------------------------------------------------------------------
 
-_IMAGE_NAME = re.compile(r"^(?P<id>\d+)(?:-preview-(?P<pct>\d{1,3}))?\.png$")
+_IMAGE_NAME = re.compile(r"^(?P<id>\d+)(?:-preview-(?P<pct>\d{1,3})|_(?P<n>\d))?\.png$")
+
+
+def image_bytes(state: SimulatorState, name: str) -> bytes | None:
+    """The PNG the simulator serves as ``/sim/images/<name>``, or ``None``."""
+    match = _IMAGE_NAME.match(name)
+    task = state.tasks.get(match["id"]) if match else None
+    if match is None or task is None:
+        return None
+    pct = int(match["pct"]) if match["pct"] is not None else None
+    if pct is not None and pct > 100:
+        return None
+    if match["n"] is not None:
+        # One image of a grid (trueai's filled imageUrls / video thumbnails).
+        return render_image(f"{task.id}_{match['n']}", state.config.image_size, grid=False)
+    grid = Engine.is_grid(task)
+    return render_image(task.id, state.config.image_size, grid=grid, preview_pct=pct)
 
 
 async def sim_image(request: web.Request) -> web.StreamResponse:
-    """GET /sim/images/{name}: the PNG of a task (final or preview)."""
+    """GET /sim/images/{name}: the PNG of a task (final, preview, or one of its four)."""
+    data = image_bytes(_state(request), request.match_info["name"])
+    if data is None:
+        raise web.HTTPNotFound()
+    return web.Response(body=data, content_type="image/png")
+
+
+async def newapi_image(request: web.Request) -> web.StreamResponse:
+    """GET /mj/image/{id} (new-api RelayMidjourneyImage, no key needed): the stored upstream
+    image of a task, streamed."""
     state = _state(request)
-    match = _IMAGE_NAME.match(request.match_info["name"])
-    task = state.tasks.get(match["id"]) if match else None
-    if match is None or task is None:
-        raise web.HTTPNotFound()
-    pct = int(match["pct"]) if match["pct"] is not None else None
-    if pct is not None and pct > 100:
-        raise web.HTTPNotFound()
-    grid = Engine.is_grid(task)
-    data = render_image(task.id, state.config.image_size, grid=grid, preview_pct=pct)
+    record = state.newapi.records.get(request.match_info["id"])
+    if record is None:
+        return json_response({"error": "midjourney_task_not_found"}, status=400)
+    name = record.image_url.rsplit("/sim/images/", 1)[-1] if record.image_url else ""
+    data = image_bytes(state, name.split("?", 1)[0]) if name else None
+    if data is None:
+        return json_response({"error": "http_get_image_failed"}, status=500)
     return web.Response(body=data, content_type="image/png")
 
 
@@ -723,12 +1308,16 @@ async def sim_upload(request: web.Request) -> web.StreamResponse:
     return web.Response(body=data, content_type=mime)
 
 
+_VIDEO_NAME = re.compile(r"^(?P<id>\d+)(?:_(?P<n>\d))?\.mp4$")
+
+
 async def sim_video(request: web.Request) -> web.StreamResponse:
-    """GET /sim/videos/{id}.mp4: a tiny stand-in video."""
+    """GET /sim/videos/{id}.mp4 (or {id}_{n}.mp4, one of trueai's four): a tiny stand-in."""
     state = _state(request)
     name = request.match_info["name"]
-    task = state.tasks.get(name.removesuffix(".mp4"))
-    if task is None or not name.endswith(".mp4") or task.video_url is None:
+    match = _VIDEO_NAME.match(name)
+    task = state.tasks.get(match["id"]) if match else None
+    if task is None or task.video_url is None:
         raise web.HTTPNotFound()
     return web.Response(
         body=fake_mp4(hashlib.sha256(name.encode()).hexdigest()), content_type="video/mp4"
@@ -739,6 +1328,10 @@ async def sim_video(request: web.Request) -> web.StreamResponse:
 
 ALL = frozenset({"oss", "plus", "trueai", "newapi"})
 NOT_OSS = frozenset({"plus", "trueai", "newapi"})
+# Routes novicezk v2.6.3 has (SubmitController.java, TaskController.java); PLUS is its
+# closed-source successor and new-api relays /change and /simple-change too
+# (router/relay-router.go). trueai removed them in v10.
+CHANGE_DIALECTS = frozenset({"oss", "plus", "newapi"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -748,6 +1341,8 @@ class RouteSpec:
     route: Route
     handler: Handler
     dialects: frozenset[str]
+    # Served without a key (the /sim assets, new-api's /mj/image/{id}).
+    public: bool = False
 
 
 def _spec(
@@ -758,64 +1353,54 @@ def _spec(
     dialects: frozenset[str],
     *,
     creates_task: bool = False,
+    public: bool = False,
 ) -> RouteSpec:
-    return RouteSpec(Route(method, template, name, creates_task), handler, dialects)
+    return RouteSpec(Route(method, template, name, creates_task), handler, dialects, public)
+
+
+def _submit_spec(
+    template: str, name: str, fn: SubmitBody, dialects: frozenset[str], *, creates_task: bool = True
+) -> RouteSpec:
+    return _spec("POST", template, name, _submit(name, fn), dialects, creates_task=creates_task)
 
 
 ROUTES: tuple[RouteSpec, ...] = (
-    _spec("POST", "/mj/submit/imagine", "imagine", _submit(imagine), ALL, creates_task=True),
-    _spec("POST", "/mj/submit/blend", "blend", _submit(blend), ALL, creates_task=True),
-    _spec("POST", "/mj/submit/describe", "describe", _submit(describe), ALL, creates_task=True),
-    _spec("POST", "/mj/submit/shorten", "shorten", _submit(shorten), NOT_OSS, creates_task=True),
-    _spec("POST", "/mj/submit/action", "action", _submit(action), NOT_OSS, creates_task=True),
-    _spec("POST", "/mj/submit/modal", "modal", _submit(modal), NOT_OSS, creates_task=True),
-    _spec(
-        "POST",
+    _submit_spec("/mj/submit/imagine", "imagine", imagine, ALL),
+    _submit_spec("/mj/submit/blend", "blend", blend, ALL),
+    _submit_spec("/mj/submit/describe", "describe", describe, ALL),
+    _submit_spec("/mj/submit/shorten", "shorten", shorten, NOT_OSS),
+    _submit_spec("/mj/submit/action", "action", action, NOT_OSS),
+    _submit_spec("/mj/submit/modal", "modal", modal, NOT_OSS),
+    _submit_spec("/mj/submit/change", "change", change, CHANGE_DIALECTS),
+    _submit_spec("/mj/submit/simple-change", "simple-change", simple_change, CHANGE_DIALECTS),
+    _submit_spec(
         "/mj/submit/upload-discord-images",
         "upload-discord-images",
-        _submit(upload),
+        upload,
         NOT_OSS,
+        creates_task=False,
     ),
-    _spec("POST", "/mj/insight-face/swap", "swap", _submit(swap_face), NOT_OSS, creates_task=True),
-    _spec(
-        "POST",
-        "/mj/submit/edits",
-        "edits",
-        _submit(edits),
-        frozenset({"trueai", "newapi"}),
-        creates_task=True,
-    ),
-    _spec(
-        "POST",
-        "/mj/submit/edit",
-        "edit",
-        _submit(edits),
-        frozenset({"trueai"}),
-        creates_task=True,
-    ),
-    _spec(
-        "POST",
-        "/mj/submit/video",
-        "video",
-        _submit(video),
-        frozenset({"trueai", "newapi"}),
-        creates_task=True,
-    ),
+    _submit_spec("/mj/insight-face/swap", "swap", swap_face, NOT_OSS),
+    _submit_spec("/mj/submit/edits", "edits", edits, frozenset({"trueai", "newapi"})),
+    _submit_spec("/mj/submit/edit", "edit", edits, frozenset({"trueai"})),
+    _submit_spec("/mj/submit/video", "video", video, frozenset({"trueai", "newapi"})),
     _spec("GET", "/mj/task/{id}/fetch", "fetch", fetch, ALL),
     _spec("POST", "/mj/task/list-by-condition", "list-by-condition", list_by_condition, ALL),
     _spec(
         "POST", "/mj/task/list-by-ids", "list-by-ids", list_by_ids, frozenset({"plus", "trueai"})
     ),
     _spec("GET", "/mj/task/list", "list", task_list, frozenset({"oss", "plus", "trueai"})),
+    _spec("GET", "/mj/task/queue", "queue", task_queue, frozenset({"oss", "plus"})),
     _spec("GET", "/mj/task/{id}/image-seed", "image-seed", image_seed, NOT_OSS),
     _spec("POST", "/mj/task/{id}/cancel", "cancel", cancel, frozenset({"plus", "trueai"})),
+    _spec("GET", "/mj/image/{id}", "image", newapi_image, frozenset({"newapi"}), public=True),
 )
 
 SIM_ROUTES: tuple[RouteSpec, ...] = (
-    _spec("GET", "/sim/images/{name}", "images", sim_image, ALL),
-    _spec("GET", "/sim/uploads/{name}", "uploads", sim_upload, ALL),
-    _spec("GET", "/sim/videos/{name}", "videos", sim_video, ALL),
-    _spec("GET", "/sim/stats", "stats", sim_stats, ALL),
+    _spec("GET", "/sim/images/{name}", "images", sim_image, ALL, public=True),
+    _spec("GET", "/sim/uploads/{name}", "uploads", sim_upload, ALL, public=True),
+    _spec("GET", "/sim/videos/{name}", "videos", sim_video, ALL, public=True),
+    _spec("GET", "/sim/stats", "stats", sim_stats, ALL, public=True),
 )
 
 
