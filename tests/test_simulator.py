@@ -295,7 +295,8 @@ async def test_auth_per_dialect(
             elif dialect == "trueai":
                 assert text == "Authorization header missing."
             else:
-                assert json.loads(text)["error"]["message"].startswith("Invalid token (request id: ")
+                message = json.loads(text)["error"]["message"]
+                assert message.startswith("Invalid token (request id: ")
         # Images need no key.
         task_id = next(iter(sim.tasks))
         await wait_for(sim, task_id, {"SUCCESS"})
@@ -660,10 +661,12 @@ async def test_disabled_and_foreign_routes_404(http: aiohttp.ClientSession) -> N
             async with http.post(sim.base_url + path, json={}) as resp:
                 assert resp.status == 404
                 assert (await resp.json())["error"] == "Not Found"
-    async with Simulator(dialect="newapi", **FAST) as sim:
-        async with http.post(sim.base_url + "/mj/task/1/cancel") as resp:
-            assert resp.status == 200
-            assert resp.content_type == "text/html"
+    async with (
+        Simulator(dialect="newapi", **FAST) as sim,
+        http.post(sim.base_url + "/mj/task/1/cancel") as resp,
+    ):
+        assert resp.status == 200
+        assert resp.content_type == "text/html"
 
 
 async def test_cancel_per_dialect(http: aiohttp.ClientSession) -> None:
