@@ -188,7 +188,10 @@ def _oss_json(task: SimTask) -> dict[str, Any]:
     # DescribeSuccessHandler sets the four prompts.
     core = _core(task)
     data: dict[str, Any] = {"id": core.pop("id"), "properties": _oss_properties(task), **core}
-    if not task.prompt:
+    if task.kind == "describe" and task.status == SUCCESS:
+        # DescribeSuccessHandler: the embed's four prompts become prompt and promptEn.
+        data["prompt"] = data["promptEn"] = task.final_prompt
+    elif not task.prompt:
         data["prompt"] = data["promptEn"] = None
     if task.status == NOT_START:
         data["progress"] = None

@@ -426,6 +426,10 @@ class NewApiRelay:
         """
         prompt = body.get("prompt") or ""
         task_id = body.get("taskId") or ""
+        if route == "simple-change":
+            # RelayMidjourneySubmit: the task id comes out of "content" (the distributor has
+            # already refused what ConvertSimpleChangeParams cannot parse).
+            task_id = str(body.get("content") or "").split(" ")[0]
         if route == "swap":
             if not body.get("sourceBase64") or not body.get("targetBase64"):
                 raise RelayError(mj_error(4, "sour_base64_and_target_base64_is_required"))
