@@ -80,6 +80,9 @@ class SimulatorConfig:
     registered and answer what the dialect answers for a route it lacks (Spring's 404 JSON
     on oss/plus, an empty 404 on trueai, new-api's 200 HTML page).
 
+    ``numeric_ids`` sends task ids in submit answers as JSON numbers (some aggregators'
+    docs show them so); new-api ignores it: its DTO carries ids as strings.
+
     Server settings each dialect's operators can change (defaults are the servers'):
 
     * ``oss_task_exists``: old novicezk (before commit b146e94, March 2024): a repeated

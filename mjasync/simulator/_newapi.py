@@ -416,6 +416,8 @@ class NewApiRelay:
         self.config = config
         self.tasks = tasks
         self.records: dict[str, Record] = {}
+        # model/midjourney.go GetAllUnFinishTasks: the rows whose progress is not "100%".
+        self._unfinished: dict[str, Record] = {}
 
     # -- submit ------------------------------------------------------------------------------
 
@@ -503,7 +505,8 @@ class NewApiRelay:
             )
             if code not in {1, 21, 22}:
                 record.fail_reason = description
-            self.records.setdefault(result, record)
+            if result not in self.records:
+                self.records[result] = self._unfinished[result] = record
         if route == "swap" and isinstance(decoded, dict):
             body = {
                 "code": decoded.get("code", 0),
@@ -526,12 +529,12 @@ class NewApiRelay:
     def sync(self) -> None:
         """controller/midjourney.go UpdateMidjourneyTaskBulk: refresh every unfinished record
         from the upstream's list-by-condition."""
-        for record in self.records.values():
-            if record.progress == "100%":
-                continue
-            task = self.tasks.get(record.mj_id)
+        for mj_id, record in list(self._unfinished.items()):
+            task = self.tasks.get(mj_id)
             if task is not None:
                 self._refresh(record, task)
+            if record.progress == "100%":
+                del self._unfinished[mj_id]
 
     def _refresh(self, record: Record, task: SimTask) -> None:
         status, fail_reason = task.status, task.fail_reason or ""
