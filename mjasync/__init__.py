@@ -9,6 +9,7 @@ async with mjasync.Client("http://localhost:8080", "key") as mj:
 from .__about__ import __version__
 from ._chains import gather_chains
 from ._client import AuthStyle, Client, TaskRef
+from ._download import LocalFileError, MediaKind, file_stem
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -65,7 +66,9 @@ __all__ = [
     "DecodeError",
     "ImageInput",
     "InvalidRequestError",
+    "LocalFileError",
     "MJError",
+    "MediaKind",
     "ModalRequiredError",
     "NotFoundError",
     "NotificationResult",
@@ -93,6 +96,7 @@ __all__ = [
     "TaskWatch",
     "TransportError",
     "__version__",
+    "file_stem",
     "gather_chains",
 ]
 

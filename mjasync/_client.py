@@ -15,7 +15,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import anyio
 
 from . import __about__, _chains
-from ._download import DEFAULT_MAX_DOWNLOAD_BYTES, download_image, same_origin
+from ._download import (
+    DEFAULT_MAX_DOWNLOAD_BYTES,
+    MediaKind,
+    default_kind,
+    download_result,
+    media_url,
+    same_origin,
+)
 from ._errors import (
     APIError,
     ClientClosedError,
@@ -1042,49 +1049,68 @@ class Client:
         task: TaskRef,
         directory: str | os.PathLike[str],
         *,
+        kind: MediaKind | None = None,
         filename: str | None = None,
         max_bytes: int | None = None,
     ) -> Path:
-        """Save a finished task's final image in *directory* and return its path.
+        """Save a finished task's final image or video in *directory* and return its path.
 
-        The file is named after the task id (or *filename*) with the suffix the content
-        type calls for (``.png``, ``.jpg``, ``.webp``, ``.gif``). The body is streamed to
-        a temporary file in *directory*, checked (HTTP status, ``image/*`` type, size
-        cap, magic bytes and the format's end marker) and renamed over the final name,
-        so the final name only ever holds a complete image; every failure, cancellation
-        included, removes the temporary file. A complete image already saved under that
-        name is returned without downloading it again, so reruns are free. Transient
-        failures (connection errors, 5xx, 429) are retried with the client's
-        `RetryPolicy`. The API key is sent only when the image lives on this client's
-        own origin, never to a CDN. Download promptly: result URLs expire.
+        *kind* is ``"image"`` or ``"video"``; by default a VIDEO task (or a task whose only
+        result is a video, such as a video upscale) saves its video, every other task its
+        image. A video is `Task.video_url`; trueai puts a VIDEO task's video in
+        ``imageUrl`` too, and that is never saved as an image.
+
+        The file is named `file_stem(task)` (the task id, made safe for a file name) or
+        *filename*, with the suffix the content type calls for (``.png``, ``.jpg``,
+        ``.webp``, ``.gif``; ``.mp4``, ``.webm``, ``.mov``). A name too long for the
+        filesystem is shortened to a prefix plus a hash of the whole name. The body is
+        streamed to a temporary file in *directory*, checked (HTTP status, content type,
+        size cap, magic bytes, and completeness: an image's end marker, an MP4's box
+        structure from its ``ftyp`` box to the end, a WebM's declared segment size) and
+        renamed over the final name, so the final name only ever holds a complete file;
+        every failure, cancellation included, removes the temporary file. A complete
+        file already saved under that name is returned without downloading it again,
+        so reruns are free. Transient failures (connection errors, 5xx, 429) are retried
+        with the client's `RetryPolicy`. The API key is sent only when the file lives on
+        this client's own origin, never to a CDN. Download promptly: result URLs expire.
 
         Args:
             task: a SUCCESS `Task`; an id or `Submission` is fetched first.
             directory: created if missing.
-            filename: a plain file name (no path separators, no ``..``); a ``.png``,
-                ``.jpg``, ``.webp`` or ``.gif`` suffix is replaced by the one that
-                matches the content.
+            kind: ``"image"`` or ``"video"`` (default: see above).
+            filename: a plain file name (no path separators, no ``..``); an image or
+                video suffix is replaced by the one that matches the content.
             max_bytes: the size cap (default: the client's ``max_download_bytes``).
 
         Raises:
-            mjasync.InvalidRequestError: the task is not SUCCESS or has no image URL
-                (a preview is never saved), or *filename* is not a plain name.
-            mjasync.DecodeError: not an image, incomplete, or larger than the cap.
-            mjasync.APIError: the image host refused (``NotFoundError`` for a 404,
-                typically an expired link).
+            mjasync.InvalidRequestError: the task is not SUCCESS, has no URL for *kind*
+                (a preview is never saved; ``kind="video"`` on a task without video), or
+                *filename* is not a plain name.
+            mjasync.DecodeError: the wrong type (an image where a video was asked for,
+                and the reverse), not complete, or larger than the cap.
+            mjasync.APIError: the host refused (``NotFoundError`` for a 404, typically an
+                expired link).
+            mjasync.LocalFileError: the filesystem refused (permission denied, disk full,
+                a file where the directory should be); also an `OSError`.
         """
         if self._closed:
             msg = "this Client is closed"
             raise ClientClosedError(msg)
+        if kind is not None and kind not in {"image", "video"}:
+            msg = f'kind must be "image", "video" or None, got {kind!r}'
+            raise InvalidRequestError(msg)
         snapshot = task if isinstance(task, Task) else await self.fetch(task)
-        url = snapshot.image_url or ""
-        if same_origin(url, self._base_url):
-            headers = {**self._headers, "Accept": "image/*"}
+        chosen: MediaKind = kind if kind is not None else default_kind(snapshot)
+        url = media_url(snapshot, chosen) if snapshot.status == "SUCCESS" else ""
+        accept = "video/*" if chosen == "video" else "image/*"
+        if url and same_origin(url, self._base_url):
+            headers = {**self._headers, "Accept": accept}
         else:
-            headers = {"User-Agent": self._headers["User-Agent"], "Accept": "image/*"}
-        return await download_image(
+            headers = {"User-Agent": self._headers["User-Agent"], "Accept": accept}
+        return await download_result(
             snapshot,
             directory,
+            kind=chosen,
             transport=self._transport,
             headers=headers,
             retry=self.retry,

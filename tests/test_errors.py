@@ -68,6 +68,7 @@ HIERARCHY: list[
     (ModalRequiredError, TaskError, ()),
     (TaskTimeoutError, MJError, (TimeoutError,)),
     (ClientClosedError, MJError, (RuntimeError,)),
+    (mjasync.LocalFileError, MJError, (OSError,)),
 ]
 
 
