@@ -349,3 +349,24 @@ async def test_big_file_is_refused_from_its_size_without_reading(
     assert peak < MiB
     assert proxy.bodies == []
     path.unlink()  # a sparse file: free it at once
+
+
+# -- end to end against the simulator ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("dialect", "auth"), [("trueai", "authorization"), ("newapi", "bearer")])
+async def test_video_from_url_to_saved_mp4(
+    proxy: Proxy, tmp_path: Path, dialect: str, auth: str
+) -> None:
+    """A video from a URL first frame (sent as a URL), awaited and saved as .mp4."""
+    poll = mjasync.PollPolicy(interval=0.01, max_interval=0.02, first_poll=0.0)
+    async with (
+        Simulator(dialect=dialect, api_key="key", time_scale=0.005) as sim,
+        mjasync.Client(sim.base_url, "key", auth=auth, retry=FAST, poll=poll) as mj,  # type: ignore[arg-type]
+    ):
+        task = await mj.await_task(await mj.video("waves", image=proxy.url("a.png")), timeout=10)
+        path = await mj.download(task, tmp_path)
+    assert task.video_url is not None
+    assert path == tmp_path / f"{mjasync.file_stem(task)}.mp4"
+    assert path.read_bytes()[4:8] == b"ftyp"
+    assert sum(proxy.hits.values()) == 0
