@@ -534,7 +534,9 @@ class RedisBus(NotificationBus):
             finally:
                 self._connected = False
                 first_attempt.set()
-                await _finish_shielded(_close_quietly(pubsub.aclose(), client.aclose()))
+                await _finish_shielded(
+                    _close_quietly(self.connect_timeout, pubsub.aclose(), client.aclose())
+                )
             delay = min(self.max_backoff, self.backoff * 2**failures)
             failures += 1
             await asyncio.sleep(delay * (1 - self._rng.random() / 2))
@@ -601,22 +603,33 @@ class RedisBus(NotificationBus):
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            await asyncio.wait([task])
-            if not task.cancelled() and task.exception() is not None:
+            # Its own cleanup is bounded by connect_timeout; this bound is the backstop
+            # that keeps aclose from hanging on a connection that never finishes closing.
+            await asyncio.wait([task], timeout=2 * self.connect_timeout)
+            if not task.done():
+                logger.warning("the Redis bus subscriber did not stop in time; left behind")
+            elif not task.cancelled() and task.exception() is not None:
                 logger.error("the Redis bus subscriber crashed", exc_info=task.exception())
         if self._publishing:
             # Each is bounded by publish_timeout; closing the pool under them would let
             # one of them open a fresh connection that nobody closes.
             self._publishes_done = asyncio.Event()
             await self._publishes_done.wait()
-        await _close_quietly(self._publisher.aclose(), self._pool.disconnect())
+        await _close_quietly(
+            self.connect_timeout, self._publisher.aclose(), self._pool.disconnect()
+        )
 
 
-async def _close_quietly(*closes: Awaitable[None]) -> None:
-    """Await every close in turn; a connection that is already broken may fail to close."""
+async def _close_quietly(within: float, *closes: Awaitable[None]) -> None:
+    """Await every close in turn, each bounded by *within* seconds.
+
+    A connection that is already broken may fail to close, or never finish closing;
+    either way the rest are still closed and the caller is not held up.
+    """
     for close in closes:
         try:
-            await close
+            async with asyncio.timeout(within):
+                await close
         except Exception as error:
             logger.debug("closing a Redis connection failed: %r", error)
 

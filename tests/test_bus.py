@@ -229,6 +229,22 @@ async def test_a_redis_bus_repr_hides_the_password() -> None:
         assert repr(bus) == "RedisBus('redis://:***@127.0.0.1:6379/0', channel='app:hooks')"
 
 
+async def test_aclose_is_bounded_when_a_connection_never_finishes_closing() -> None:
+    """A close that hangs is given up after connect_timeout; aclose() still returns."""
+    bus = RedisBus("redis://127.0.0.1:1/0", connect_timeout=0.05)
+    hung = anyio.Event()
+
+    async def never_closes() -> None:
+        hung.set()
+        await anyio.sleep_forever()
+
+    bus._publisher.aclose = never_closes  # type: ignore[method-assign]
+    with anyio.fail_after(1):
+        await bus.aclose()
+    assert hung.is_set()
+    assert bus.closed
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
