@@ -71,6 +71,8 @@ _VERSION = 1
 # and an origin of up to 64 characters (other implementations may use longer ids).
 _ENVELOPE_ALLOWANCE = 256
 _REDACTED = "***"
+# After an outage warning, further outages within this many seconds log at DEBUG only.
+_QUIET_AFTER_WARNING = 60.0
 
 
 @attrs.frozen(kw_only=True)
@@ -456,6 +458,8 @@ class RedisBus(NotificationBus):
         self._publishes_done: asyncio.Event | None = None
         self._down = False
         self._down_since = 0.0
+        self._quiet = False
+        self._warned_at: float | None = None
 
     def __repr__(self) -> str:
         return f"RedisBus({self._safe_url!r}, channel={self.channel!r})"
@@ -561,12 +565,23 @@ class RedisBus(NotificationBus):
     # -- outages ---------------------------------------------------------------------------
 
     def _went_down(self, error: BaseException) -> None:
-        """Log the first failure of an outage, whichever side saw it (publish or subscribe)."""
+        """Log the first failure of an outage, whichever side saw it (publish or subscribe).
+
+        A link that flaps (or publishes that time out under a burst, between ones that
+        get through) would log a pair per flap: after one warning, the outages of the
+        next `_QUIET_AFTER_WARNING` seconds are logged at DEBUG only.
+        """
         if self._down:
             logger.debug("Redis bus at %s still down: %s", self._safe_url, self._describe(error))
             return
+        now = asyncio.get_running_loop().time()
         self._down = True
-        self._down_since = asyncio.get_running_loop().time()
+        self._down_since = now
+        self._quiet = self._warned_at is not None and now - self._warned_at < _QUIET_AFTER_WARNING
+        if self._quiet:
+            logger.debug("Redis bus at %s down again: %s", self._safe_url, self._describe(error))
+            return
+        self._warned_at = now
         logger.warning(
             "Redis bus at %s is unreachable (%s); notifications between processes pause "
             "and polling finishes the waits until it is back",
@@ -579,7 +594,8 @@ class RedisBus(NotificationBus):
             return
         self._down = False
         outage = asyncio.get_running_loop().time() - self._down_since
-        logger.info("Redis bus at %s is back after %.1f s", self._safe_url, outage)
+        log = logger.debug if self._quiet else logger.info
+        log("Redis bus at %s is back after %.1f s", self._safe_url, outage)
 
     def _describe(self, error: BaseException) -> str:
         if isinstance(error, TimeoutError) and not str(error):

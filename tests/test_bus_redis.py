@@ -211,7 +211,7 @@ async def test_garbage_and_oversize_messages_are_dropped_and_counted(
 async def test_the_subscriber_reconnects_after_redis_restarts(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Killed and restarted on the same port: one warning and one info per bus, then messages."""
+    """Killed and restarted on the same port: reconnected, one warning and one info per bus."""
     caplog.set_level(logging.DEBUG, logger="mjasync.bus")
     got: list[dict[str, Any]] = []
     async with RedisBus(redis_server.url, **FAST) as a, RedisBus(redis_server.url, **FAST) as b:
@@ -234,10 +234,20 @@ async def test_the_subscriber_reconnects_after_redis_restarts(
         reconnect = await until(lambda: b.connected)
         assert await a.publish({"id": "after"})
         await until(lambda: len(got) == 2)
+        assert len(bus_records(caplog, logging.INFO)) == 2
 
-    assert got == [{"id": "before"}, {"id": "after"}]
+        # A second outage right after the first (a flapping link) logs at DEBUG only.
+        redis_server.kill()
+        await until(lambda: not b.connected)
+        assert not await a.publish({"id": "lost-3"})
+        await anyio.to_thread.run_sync(redis_server.start)
+        await until(lambda: b.connected)
+        assert await a.publish({"id": "again"})
+        await until(lambda: len(got) == 3)
+
+    assert got == [{"id": "before"}, {"id": "after"}, {"id": "again"}]
     assert reconnect < 0.5
-    assert b.stats.reconnects == 1
+    assert b.stats.reconnects == 2
     # a noticed the outage by publishing, b by its subscription: one warning each, however
     # many attempts failed, and one info each when it came back.
     assert len(bus_records(caplog, logging.WARNING)) == 2
