@@ -438,15 +438,15 @@ class RedisBus(NotificationBus):
         try:
             # No retries inside redis-py: a failed publish is dropped (polling covers it)
             # and the subscriber reconnects in its own loop, which backs off and logs.
-            self._pool: redis.asyncio.BlockingConnectionPool = (
-                lib.asyncio.BlockingConnectionPool.from_url(
-                    url,
-                    max_connections=max_connections,
-                    timeout=self.publish_timeout,
-                    socket_connect_timeout=self.publish_timeout,
-                    socket_timeout=self.publish_timeout,
-                    retry=lib.asyncio.retry.Retry(lib.backoff.NoBackoff(), 0),
-                )
+            # A plain pool behind our own semaphore: redis-py 5.0's BlockingConnectionPool
+            # loses a slot on every failed connect and then answers "No connection
+            # available" until its timeout, even with the server back.
+            self._pool: redis.asyncio.ConnectionPool = lib.asyncio.ConnectionPool.from_url(
+                url,
+                max_connections=max_connections,
+                socket_connect_timeout=self.publish_timeout,
+                socket_timeout=self.publish_timeout,
+                retry=lib.asyncio.retry.Retry(lib.backoff.NoBackoff(), 0),
             )
         except ValueError as exc:
             msg = f"bad Redis URL {self._safe_url!r}: {self._scrub(str(exc))}"
@@ -454,6 +454,7 @@ class RedisBus(NotificationBus):
         self._publisher: redis.asyncio.Redis = lib.asyncio.Redis(connection_pool=self._pool)
         self._rng = random.Random()
         self._task: asyncio.Task[None] | None = None
+        self._slots = asyncio.Semaphore(max_connections)
         self._publishing = 0
         self._publishes_done: asyncio.Event | None = None
         self._down = False
@@ -476,7 +477,7 @@ class RedisBus(NotificationBus):
             return False
         self._publishing += 1
         try:
-            async with asyncio.timeout(self.publish_timeout):
+            async with asyncio.timeout(self.publish_timeout), self._slots:
                 await self._publisher.publish(self.channel, message)
         except Exception as error:
             # Never into the webhook route: the accepting process already woke its own
