@@ -11,6 +11,7 @@ from ._admission import SubmitGate
 from ._chains import gather_chains
 from ._client import AuthStyle, Client, TaskRef
 from ._detect import Dialect, ServerInfo
+from ._download import LocalFileError, MediaKind, file_stem
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -72,7 +73,9 @@ __all__ = [
     "Dialect",
     "ImageInput",
     "InvalidRequestError",
+    "LocalFileError",
     "MJError",
+    "MediaKind",
     "ModalRequiredError",
     "NotFoundError",
     "NotificationResult",
@@ -104,6 +107,7 @@ __all__ = [
     "TransportError",
     "__version__",
     "delivery_of",
+    "file_stem",
     "gather_chains",
 ]
 

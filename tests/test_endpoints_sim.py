@@ -12,13 +12,12 @@ import pytest
 
 import mjasync
 from mjasync import (
-    APIError,
     AuthenticationError,
     ModalRequiredError,
-    NotFoundError,
     PollPolicy,
     RateLimitError,
     RetryPolicy,
+    RouteNotFoundError,
     ServerError,
     Task,
     TaskCancelledError,
@@ -88,17 +87,16 @@ def per_dialect(present: tuple[str, ...]) -> list[Any]:
 
 
 async def expect_route(present: bool, call: Callable[[], Awaitable[Any]]) -> Any:
-    """Run *call*; a dialect without the route must answer with NotFoundError.
+    """Run *call*; a dialect without the route must answer with RouteNotFoundError.
 
-    A bare 404 on a per-task route (image-seed, cancel) reads as TaskNotFoundError,
-    which is a NotFoundError too: the client cannot tell a missing route from a missing
-    task by the status alone.
+    Spring's 404 JSON (oss), an empty 404 (trueai) and new-api's 200 web page all mean
+    "no such route", never "no such task".
     """
     if present:
         return await call()
-    with pytest.raises(NotFoundError) as info:
+    with pytest.raises(RouteNotFoundError) as info:
         await call()
-    assert info.value.status == 404
+    assert not isinstance(info.value, TaskNotFoundError)
     return None
 
 
@@ -175,28 +173,38 @@ async def test_shorten(dialect: str, present: bool) -> None:
 
 @pytest.mark.parametrize(("dialect", "present"), per_dialect(NOT_OSS))
 async def test_action_upscale(dialect: str, present: bool) -> None:
-    """action U2 on a grid yields an UPSCALE task where the dialect has /submit/action."""
+    """action U2 on a grid yields an UPSCALE task, through /submit/change where /action lacks.
+
+    novicezk has no /submit/action: a customId /submit/change cannot press (a zoom) is
+    RouteNotFoundError, and from then on U2 goes straight to /submit/change.
+    """
     async with simulated(dialect) as (sim, mj):
         grid = await grid_of(mj)
         if not present:
-            await expect_route(False, lambda: mj.action(grid.id, "MJ::JOB::upsample::2::x"))
-            return
+            zoom = "MJ::Outpaint::50::1::x::SOLO"
+            await expect_route(False, lambda: mj.action(grid.id, zoom))
         upscale = await mj.await_task(await mj.action(grid, "U2"), timeout=WAIT)
 
     assert upscale.status is TaskStatus.SUCCESS
     assert upscale.action == "UPSCALE"
     assert upscale.id != grid.id
     assert sim.requests["POST /mj/submit/action"] == 1
+    assert sim.requests["POST /mj/submit/change"] == (0 if present else 1)
 
 
-@pytest.mark.parametrize("dialect", NOT_OSS)
-async def test_action_on_unknown_parent_has_code_3(dialect: str) -> None:
-    """An action on an unknown parent raises an APIError whose code is 3."""
+@pytest.mark.parametrize(("dialect", "code"), [("plus", 3), ("trueai", 3), ("newapi", 4)])
+async def test_action_on_unknown_parent_is_task_not_found(dialect: str, code: int) -> None:
+    """An action on an unknown parent raises TaskNotFoundError with the code as sent.
+
+    3 from PLUS and trueai (trueai's with HTTP 404), new-api's own 400 code 4
+    ``task_not_found`` (relay/mjproxy_handler.go).
+    """
     async with simulated(dialect) as (_, mj):
-        with pytest.raises(APIError) as info:
+        with pytest.raises(TaskNotFoundError) as info:
             await mj.action("1700000000000999", "MJ::JOB::upsample::1::nope")
 
-    assert info.value.code == 3
+    assert info.value.code == code
+    assert info.value.task_id == "1700000000000999"
 
 
 @pytest.mark.parametrize("dialect", NOT_OSS)

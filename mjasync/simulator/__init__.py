@@ -21,17 +21,23 @@ with the state reachable through ``get_state(app)``.
 
 From a shell: ``python -m mjasync.simulator --port 8080 --dialect trueai``.
 
-Behaviour worth knowing (where the real servers differ or are unknown, the simulator picks):
+Each dialect follows its server's source (novicezk v2.6.3 for "oss", trueai 11.10.x,
+QuantumNous/new-api in front of a PLUS-like upstream); README's "The simulator's dialects"
+table lists the rules. Behaviour worth knowing (where the servers are silent, the
+simulator picks):
 
 * Durations in the config are simulated seconds, multiplied by ``time_scale`` before
   sleeping; so is ``Faults.latency`` and ``inject(..., "latency", seconds=)`` (use
   ``real_seconds=`` for wall-clock time). ``Retry-After`` is sent verbatim, unscaled.
-* A task that has to wait for a slot is answered with code 22 and
-  ``numberOfQueues`` = its 1-based place in the waiting queue (new-api: code 1, same
-  properties). Queue full: 23 (oss/plus), 9 (trueai), HTTP 400 code 23 (new-api).
-* ``/submit/modal``: trueai and new-api run the MODAL task under the same id; PLUS answers
-  with a new id and closes the MODAL task as CANCEL (never pushed to notifyHook).
-* new-api reports ``status: ""`` on the first read (fetch or list) of each task.
+* A task that has to wait for a slot is answered with code 22 and ``numberOfQueues`` = its
+  1-based place in the waiting queue (oss: the tasks ahead of it, so the first to wait
+  gets code 1; new-api: code 1, same properties). Queue full: 23 (oss/plus/new-api), 9
+  (trueai).
+* ``/submit/modal``: trueai runs the MODAL task under the same id; PLUS (and so new-api's
+  upstream) answers with a new id and closes the MODAL task as CANCEL (never pushed to
+  notifyHook).
+* new-api answers fetches from its own copy, refreshed every ``newapi_sync_interval``
+  simulated seconds: ``status: ""`` until the first refresh.
 * The ``/sim/*`` asset routes get no probabilistic faults unless ``Faults.routes`` names
   them; injected faults reach them.
 * aiohttp's client retries an idempotent request once after a disconnect, so a single

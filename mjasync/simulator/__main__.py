@@ -26,7 +26,94 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--slots", type=int, default=3)
     parser.add_argument("--queue-size", type=int, default=10)
     parser.add_argument("--remix", action="store_true", help="account remix on")
+    parser.add_argument(
+        "--oss-task-exists",
+        action="store_true",
+        help="oss: a repeated U answers code 21 '任务已存在' (novicezk before b146e94)",
+    )
+    newapi = parser.add_argument_group("new-api operator settings")
+    newapi.add_argument(
+        "--newapi-notify", action="store_true", help="forward notifyHook (MjNotifyEnabled)"
+    )
+    newapi.add_argument(
+        "--newapi-account-filter",
+        action="store_true",
+        help="forward accountFilter (MjAccountFilterEnabled)",
+    )
+    newapi.add_argument(
+        "--newapi-mode-clear",
+        action="store_true",
+        help="strip --fast/--relax/--turbo from prompts (MjModeClearEnabled)",
+    )
+    newapi.add_argument(
+        "--no-newapi-forward-url",
+        dest="newapi_forward_url",
+        action="store_false",
+        help="show the upstream's image URLs, not /mj/image/{id} (MjForwardUrlEnabled off)",
+    )
+    newapi.add_argument(
+        "--newapi-sync-interval",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="simulated seconds between new-api's polls of its upstream (default 15)",
+    )
+    trueai = parser.add_argument_group("trueai settings")
+    trueai.add_argument(
+        "--trueai-user-key",
+        dest="trueai_user_keys",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="an extra, non-admin key (repeatable); --api-key is the admin's",
+    )
+    trueai.add_argument(
+        "--trueai-no-upload-base64",
+        dest="trueai_upload_base64",
+        action="store_false",
+        help="refuse base64 uploads with '禁止上传' (EnableUserCustomUploadBase64 off)",
+    )
+    trueai.add_argument(
+        "--trueai-fill-official-cdn",
+        action="store_true",
+        help="fill videoUrl/videoUrls/imageUrls (EnableFillOfficialCdn)",
+    )
+    trueai.add_argument(
+        "--trueai-user-core-size", type=int, default=0, metavar="N", help="'并发数已达上限' cap"
+    )
+    trueai.add_argument(
+        "--trueai-user-queue-size", type=int, default=0, metavar="N", help="'队列数已达上限' cap"
+    )
+    trueai.add_argument(
+        "--trueai-rate-limit",
+        dest="trueai_ip_rate_limit",
+        action="append",
+        default=[],
+        type=_rate_rule,
+        metavar="PATTERN:WINDOW:MAX",
+        help="IP rate limit rule, e.g. '*/mj/submit/*:3:1' (HTTP 429; repeatable)",
+    )
+    trueai.add_argument(
+        "--trueai-black-rate-limit",
+        dest="trueai_ip_black_rate_limit",
+        action="append",
+        default=[],
+        type=_rate_rule,
+        metavar="PATTERN:WINDOW:MAX",
+        help="IP black-list rate limit rule (HTTP 403, then blocked; repeatable)",
+    )
     return parser
+
+
+def _rate_rule(text: str) -> tuple[str, float, int]:
+    pattern, sep, rest = text.rpartition(":")
+    path, sep2, window = pattern.rpartition(":")
+    if not sep or not sep2 or not path:
+        raise argparse.ArgumentTypeError("expected PATTERN:WINDOW:MAX, e.g. '*/mj/submit/*:3:1'")
+    try:
+        return path, float(window), int(rest)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError("WINDOW is seconds and MAX an integer") from exc
 
 
 def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
@@ -39,6 +126,19 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         slots=args.slots,
         queue_size=args.queue_size,
         remix=args.remix,
+        oss_task_exists=args.oss_task_exists,
+        newapi_notify=args.newapi_notify,
+        newapi_account_filter=args.newapi_account_filter,
+        newapi_mode_clear=args.newapi_mode_clear,
+        newapi_forward_url=args.newapi_forward_url,
+        newapi_sync_interval=args.newapi_sync_interval,
+        trueai_user_keys=frozenset(args.trueai_user_keys),
+        trueai_upload_base64=args.trueai_upload_base64,
+        trueai_fill_official_cdn=args.trueai_fill_official_cdn,
+        trueai_user_core_size=args.trueai_user_core_size,
+        trueai_user_queue_size=args.trueai_user_queue_size,
+        trueai_ip_rate_limit=tuple(args.trueai_ip_rate_limit),
+        trueai_ip_black_rate_limit=tuple(args.trueai_ip_black_rate_limit),
     )
 
 

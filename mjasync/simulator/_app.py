@@ -1,5 +1,6 @@
 """Building the aiohttp application: routes per dialect, and the middleware that counts,
-logs, authenticates and plays faults around every handler."""
+logs, authenticates, rate-limits, answers for missing routes and plays faults around every
+handler."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ import json
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from . import _newapi
 from ._config import SimulatorConfig
 from ._context import STATE_KEY, SimulatorState
-from ._dialects import auth_failure
+from ._dialects import auth_failure, spring_error, tomcat_not_found, trueai_role
 from ._faults import Route
-from ._routes import FAULTS_KEY, MODE_PREFIXES, routes_for
+from ._routes import FAULTS_KEY, MODE_PREFIXES, RouteSpec, routes_for
 from ._state import RequestRecord
 
 _ROUTE_KEY = web.AppKey("mjasync_simulator_routes", dict)
+# novicezk WebMvcConfig.addInterceptors: the paths its ApiAuthorizeInterceptor guards.
+_OSS_GUARDED = ("/mj/submit/", "/mj/task/", "/mj/account/")
 
 
 def _abort(request: web.Request) -> web.Response:
@@ -33,10 +37,61 @@ def _truncate(body: bytes) -> bytes:
     return body[: len(body) // 2]
 
 
+def _denied(state: SimulatorState, request: web.Request) -> web.Response | None:
+    if state.config.dialect == "newapi":
+        return _newapi.auth_failure(state.config, request)
+    return auth_failure(state.config, request.headers)
+
+
+def _rate_limited(state: SimulatorState, request: web.Request) -> web.Response | None:
+    # trueai Program.cs runs RateLimitingMiddleware after SimpleAuthMiddleware, on every
+    # non-anonymous endpoint (unknown paths included).
+    limiter = state.rate_limiter
+    if state.config.dialect != "trueai" or not limiter.enabled:
+        return None
+    scale = state.config.time_scale
+    now = asyncio.get_running_loop().time() / scale if scale > 0 else 0.0
+    admin = trueai_role(state.config, request.headers) == "ADMIN"
+    status = limiter.check(request.remote or "", request.path, now, admin=admin)
+    return None if status is None else web.Response(status=status, body=b"")
+
+
+def _no_route(state: SimulatorState, request: web.Request) -> web.Response:
+    """What each server answers for a path (or method) it has no handler for."""
+    dialect = state.config.dialect
+    exception = getattr(request.match_info, "http_exception", None)
+    allowed = getattr(exception, "allowed_methods", None)
+    if dialect == "newapi":
+        return _newapi.no_route(request)
+    if dialect == "trueai":
+        # ASP.NET Core endpoint routing: SimpleAuthMiddleware and the rate limiter run
+        # first (no endpoint means not anonymous), then an empty 404 or 405.
+        refused = _denied(state, request) or _rate_limited(state, request)
+        if refused is not None:
+            return refused
+        if allowed:
+            return web.Response(status=405, headers={"Allow": ", ".join(sorted(allowed))})
+        return web.Response(status=404)
+    if dialect == "oss" and not (request.path == "/mj" or request.path.startswith("/mj/")):
+        return tomcat_not_found()
+    if allowed:
+        # Spring: HttpRequestMethodNotSupportedException is raised while the handler is
+        # looked up, before any interceptor runs.
+        return spring_error(request, 405, headers={"Allow": ", ".join(sorted(allowed))})
+    if request.path.startswith(_OSS_GUARDED):
+        # The resource handler behind an unknown path carries the interceptors too.
+        refused = _denied(state, request)
+        if refused is not None:
+            return refused
+    # Spring 5.3 ResourceHttpRequestHandler: no resource -> sendError(404) -> /error.
+    return spring_error(request, 404)
+
+
 @web.middleware
 async def _simulator_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     state = request.app[STATE_KEY]
-    route: Route | None = request.app[_ROUTE_KEY].get(request.match_info.route)
+    spec: RouteSpec | None = request.app[_ROUTE_KEY].get(request.match_info.route)
+    route: Route | None = spec.route if spec is not None else None
     key = route.key if route is not None else f"{request.method} {request.path}"
     body: object | None = None
     if request.body_exists:
@@ -49,8 +104,8 @@ async def _simulator_middleware(request: web.Request, handler: Handler) -> web.S
     state.request_log.append(
         RequestRecord(asyncio.get_running_loop().time(), request.method, key, request.path, body)
     )
-    if route is None:
-        return await handler(request)
+    if spec is None or route is None:
+        return _no_route(state, request)
 
     is_asset = route.template.startswith("/sim/")
     plan = state.faults.plan(route, probabilistic=not is_asset)
@@ -64,10 +119,10 @@ async def _simulator_middleware(request: web.Request, handler: Handler) -> web.S
         retry_after = f"{plan.retry_after:g}"
         return web.Response(status=429, headers={"Retry-After": retry_after})
 
-    if not is_asset:
-        denied = auth_failure(state.config.dialect, state.config.api_key, request.headers)
-        if denied is not None:
-            return denied
+    if not spec.public:
+        refused = _denied(state, request) or _rate_limited(state, request)
+        if refused is not None:
+            return refused
 
     request[FAULTS_KEY] = plan
     response = await handler(request)
@@ -81,6 +136,19 @@ async def _simulator_middleware(request: web.Request, handler: Handler) -> web.S
     return response
 
 
+def _prefixes(dialect: str, template: str) -> list[str]:
+    """The path prefixes a route is also served under."""
+    if template.startswith("/sim/") or dialect == "oss":
+        # novicezk serves only its /mj servlet context (config/application.yml).
+        return [""]
+    if dialect == "newapi":
+        # new-api router/relay-router.go: the same group under "/:mode/mj", any mode.
+        return ["", "/{mode}"]
+    # trueai SubmitController.cs / TaskController.cs route attributes (PLUS: aggregators'
+    # convention, kept).
+    return list(MODE_PREFIXES)
+
+
 def create_app(config: SimulatorConfig | None = None) -> web.Application:
     """A bare :class:`aiohttp.web.Application` serving the simulated proxy.
 
@@ -92,15 +160,14 @@ def create_app(config: SimulatorConfig | None = None) -> web.Application:
     state = SimulatorState(config)
     app = web.Application(middlewares=[_simulator_middleware])
     app[STATE_KEY] = state
-    route_map: dict[object, Route] = {}
+    route_map: dict[object, RouteSpec] = {}
     for spec in routes_for(config.dialect, config.disabled_routes):
         state.routes.append(spec.route)
-        prefixes = [""] if spec.route.template.startswith("/sim/") else list(MODE_PREFIXES)
-        for prefix in prefixes:
+        for prefix in _prefixes(config.dialect, spec.route.template):
             registered = app.router.add_route(
                 spec.route.method, prefix + spec.route.template, spec.handler
             )
-            route_map[registered] = spec.route
+            route_map[registered] = spec
     app[_ROUTE_KEY] = route_map
     app.on_startup.append(state.startup)
     app.on_cleanup.append(state.cleanup)

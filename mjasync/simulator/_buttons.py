@@ -59,11 +59,15 @@ def upscaled_buttons(h: str) -> list[Button]:
     ]
 
 
-def describe_buttons() -> list[Button]:
-    """PicReader 1..4, retry, and "Imagine all"."""
+def describe_buttons(dialect: str) -> list[Button]:
+    """PicReader 1..4, retry, and (trueai only) "Imagine all"."""
     buttons = [Button(f"MJ::Job::PicReader::{i}", "", NUMBER_EMOJI[i - 1]) for i in range(1, 5)]
     buttons.append(Button("MJ::Picread::Retry", "", "🔄"))
-    buttons.append(Button("MJ::Job::PicReader::all", "Imagine all", "🎉"))
+    # trueai copies Discord's buttons, "🎉 Imagine all" included, and serves it
+    # (TaskService.cs SubmitAction: "MJ::Job::PicReader::all"). PLUS offers no such button
+    # (issue #7), and new-api's upstream here is PLUS-like.
+    if dialect == "trueai":
+        buttons.append(Button("MJ::Job::PicReader::all", "Imagine all", "🎉"))
     return buttons
 
 
@@ -77,14 +81,14 @@ def video_buttons(h: str) -> list[Button]:
     return [Button(f"MJ::JOB::video_virtual_upscale::{i}::{h}", f"U{i}") for i in range(1, 5)]
 
 
-def buttons_for(kind: str, h: str) -> list[Button]:
-    """The buttons a successful task of ``kind`` carries."""
+def buttons_for(kind: str, h: str, dialect: str = "plus") -> list[Button]:
+    """The buttons a successful task of ``kind`` carries in ``dialect``."""
     if kind in GRID_KINDS:
         return grid_buttons(h)
     if kind in {"upsample", "upsample_hd"}:
         return upscaled_buttons(h)
     if kind in {"describe", "picread_retry"}:
-        return describe_buttons()
+        return describe_buttons(dialect)
     if kind == "shorten":
         return shorten_buttons()
     if kind == "video":

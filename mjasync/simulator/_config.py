@@ -7,6 +7,9 @@ from typing import Literal, get_args
 
 Dialect = Literal["plus", "trueai", "newapi", "oss"]
 DIALECTS: tuple[str, ...] = get_args(Dialect)
+# One trueai rate-limit rule: (path pattern such as "*/mj/submit/*", window in simulated
+# seconds, most requests allowed per window).
+RateRule = tuple[str, float, int]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +77,32 @@ class SimulatorConfig:
 
     ``disabled_routes`` holds route names (``"list-by-condition"``), templates
     (``"/mj/task/list-by-condition"``) or ``"METHOD /template"`` keys; those routes are not
-    registered and answer 404, like a server that lacks them.
+    registered and answer what the dialect answers for a route it lacks (Spring's 404 JSON
+    on oss/plus, an empty 404 on trueai, new-api's 200 HTML page).
+
+    ``numeric_ids`` sends task ids in submit answers as JSON numbers (some aggregators'
+    docs show them so); new-api ignores it: its DTO carries ids as strings.
+
+    Server settings each dialect's operators can change (defaults are the servers'):
+
+    * ``oss_task_exists``: old novicezk (before commit b146e94, March 2024): a repeated
+      ``/submit/change`` UPSCALE of the same image answers code 21 "任务已存在" with the
+      existing task, instead of starting another upscale.
+    * new-api (``setting/*.go``): ``newapi_notify`` (MjNotifyEnabled), ``newapi_account_filter``
+      (MjAccountFilterEnabled), ``newapi_mode_clear`` (MjModeClearEnabled: strip
+      ``--fast/--relax/--turbo`` from prompts), ``newapi_action_check_success``
+      (MjActionCheckSuccessEnabled), ``newapi_forward_url`` (MjForwardUrlEnabled: image URLs
+      point at new-api's own ``/mj/image/{id}``), ``newapi_sync_interval`` (simulated seconds
+      between new-api's polls of its upstream; its copy of every task lags by up to that).
+    * trueai: ``trueai_user_keys`` are extra, non-admin keys (``api_key`` is the admin's; with
+      no ``api_key`` every caller is a guest, and only an admin may cancel);
+      ``trueai_upload_base64`` (EnableUserCustomUploadBase64), ``trueai_fill_official_cdn``
+      (EnableFillOfficialCdn: ``videoUrl``/``videoUrls``/``imageUrls`` are filled),
+      ``trueai_user_core_size`` / ``trueai_user_queue_size`` (a user's CoreSize/QueueSize,
+      0 = unlimited: "并发数已达上限" / "队列数已达上限"), ``trueai_ip_rate_limit`` and
+      ``trueai_ip_black_rate_limit`` (IpRateLimiting / IpBlackRateLimiting rules, each
+      ``(path pattern, window simulated seconds, max requests)``: HTTP 429 / 403 with an
+      empty body) and ``trueai_black_block_time`` (simulated seconds an IP stays blocked).
     """
 
     dialect: Dialect = "plus"
@@ -96,6 +124,20 @@ class SimulatorConfig:
     seed: int = 0
     faults: Faults = dataclasses.field(default_factory=Faults)
     numeric_ids: bool = False
+    oss_task_exists: bool = False
+    newapi_account_filter: bool = False
+    newapi_mode_clear: bool = False
+    newapi_action_check_success: bool = True
+    newapi_forward_url: bool = True
+    newapi_sync_interval: float = 15.0
+    trueai_user_keys: frozenset[str] = frozenset()
+    trueai_upload_base64: bool = True
+    trueai_fill_official_cdn: bool = False
+    trueai_user_core_size: int = 0
+    trueai_user_queue_size: int = 0
+    trueai_ip_rate_limit: tuple[RateRule, ...] = ()
+    trueai_ip_black_rate_limit: tuple[RateRule, ...] = ()
+    trueai_black_block_time: float = 86400.0
 
     def __post_init__(self) -> None:
         if self.dialect not in DIALECTS:
@@ -113,6 +155,27 @@ class SimulatorConfig:
         banned: object = self.banned_words
         if isinstance(banned, list | set | frozenset):
             object.__setattr__(self, "banned_words", tuple(banned))
+        keys: object = self.trueai_user_keys
+        if isinstance(keys, set | list | tuple):
+            object.__setattr__(self, "trueai_user_keys", frozenset(keys))
+        if self.newapi_sync_interval < 0 or self.trueai_black_block_time < 0:
+            raise ValueError("newapi_sync_interval and trueai_black_block_time must be >= 0")
+        if self.trueai_user_core_size < 0 or self.trueai_user_queue_size < 0:
+            raise ValueError("trueai_user_core_size and trueai_user_queue_size must be >= 0")
+        for name in ("trueai_ip_rate_limit", "trueai_ip_black_rate_limit"):
+            rules = tuple(tuple(rule) for rule in getattr(self, name))
+            for rule in rules:
+                if (
+                    len(rule) != 3
+                    or not isinstance(rule[0], str)
+                    or not rule[1] > 0
+                    or not isinstance(rule[2], int)
+                    or rule[2] < 0
+                ):
+                    raise ValueError(
+                        f"{name} items are (path pattern, window seconds > 0, max requests >= 0)"
+                    )
+            object.__setattr__(self, name, rules)
 
     def scaled(self, simulated_seconds: float) -> float:
         """Real seconds to wait for ``simulated_seconds`` of simulated time."""

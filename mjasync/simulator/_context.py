@@ -16,6 +16,8 @@ from ._config import SimulatorConfig
 from ._dialects import task_json
 from ._engine import Engine
 from ._faults import FaultInjector, Route
+from ._limits import IpRateLimiter
+from ._newapi import NewApiRelay
 from ._state import IdFactory, Notification, RequestRecord, SimTask
 
 log = logging.getLogger("mjasync.simulator")
@@ -44,6 +46,9 @@ class SimulatorState:
         self.notifications: list[Notification] = []
         self.dropped_notifications: list[Notification] = []
         self.uploads: dict[str, tuple[bytes, str]] = {}
+        # new-api's own copy of each relayed task (dialect "newapi" only).
+        self.newapi = NewApiRelay(config, self.engine.tasks)
+        self.rate_limiter = IpRateLimiter(config)
         self._session: aiohttp.ClientSession | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -54,9 +59,21 @@ class SimulatorState:
         """Live tasks by id (the engine's own dict: mutations show up at once)."""
         return self.engine.tasks
 
-    def task_json(self, task_id: str) -> dict[str, Any]:
-        """What ``fetch`` would return for ``task_id`` right now (without marking it read)."""
-        return task_json(self.tasks[task_id], self.config.dialect, self.config.image_size)
+    def task_json(self, task_id: str, origin: str = "") -> dict[str, Any]:
+        """What ``fetch`` would return for ``task_id`` right now.
+
+        new-api answers from its own, lagging copy (``KeyError`` for an id it never
+        relayed); ``origin`` (``http://host:port``) prefixes its ``/mj/image/{id}`` links.
+        """
+        if self.config.dialect == "newapi":
+            self.newapi_read()
+            return self.newapi.view(self.newapi.records[task_id], origin)
+        return task_json(self.tasks[task_id], self.config)
+
+    def newapi_read(self) -> None:
+        """Before new-api serves a read: with no sync interval its copy never lags."""
+        if self.config.scaled(self.config.newapi_sync_interval) <= 0:
+            self.newapi.sync()
 
     def reset_counters(self) -> None:
         """Clear ``requests``, ``request_log`` and the notification lists."""
@@ -97,6 +114,16 @@ class SimulatorState:
         """aiohttp ``on_startup``: start the scheduler and the notifyHook session."""
         self.engine.start(asyncio.get_running_loop())
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        interval = self.config.scaled(self.config.newapi_sync_interval)
+        if self.config.dialect == "newapi" and interval > 0:
+            self._spawn(self._newapi_sync_loop(interval))
+
+    async def _newapi_sync_loop(self, interval: float) -> None:
+        # new-api controller/midjourney.go UpdateMidjourneyTaskBulk: sleep 15 s, then refresh
+        # every unfinished task from the upstream, forever.
+        while True:
+            await asyncio.sleep(interval)
+            self.newapi.sync()
 
     async def cleanup(self, app: web.Application) -> None:
         """aiohttp ``on_cleanup``: stop the scheduler, cancel deliveries, close the session."""
@@ -113,16 +140,12 @@ class SimulatorState:
 
     # -- notifyHook ------------------------------------------------------------------------
 
-    def _notify_enabled(self) -> bool:
-        cfg = self.config
-        return cfg.notify and (cfg.dialect != "newapi" or cfg.newapi_notify)
-
     def _task_changed(self, task: SimTask) -> None:
-        if not task.notify_hook or not self._notify_enabled() or self._session is None:
+        # new-api forwards notifyHook only with MjNotifyEnabled (the task has no hook
+        # otherwise); the upstream then calls it with its own task JSON, PLUS-like here.
+        if not task.notify_hook or not self.config.notify or self._session is None:
             return
-        body = task_json(task, self.config.dialect, self.config.image_size)
-        if self.config.dialect == "newapi":
-            body["status"] = task.status  # new-api pushes its synced copy
+        body = task_json(task, self.config)
         drop, duplicate, reorder = self.faults.notify_plan()
         if drop:
             self.dropped_notifications.append(Notification(task.notify_hook, body, False))

@@ -179,6 +179,12 @@ class Engine:
             if task.banned:
                 self._finish(task, FAILURE, BANNED_FAILURE)
                 return
+            if task.rejected_by_discord:
+                # novicezk DiscordInstanceImpl.executeTask: a refused interaction fails the
+                # task at once with Discord's message.
+                task.start_time = now_ms()
+                self._finish(task, FAILURE, task.rejected_by_discord)
+                return
             task.status = SUBMITTED
             task.progress = "0%"
             task.start_time = now_ms()
@@ -219,7 +225,7 @@ class Engine:
                 task.image_url = image_url(task)
             if task.kind in {"video", "video_upscale"}:
                 task.video_url = video_url(task)
-            task.buttons = buttons_for(task.kind, task.message_hash)
+            task.buttons = buttons_for(task.kind, task.message_hash, self.config.dialect)
             if not task.seed:
                 task.seed = self.ids.digits(10)
         else:

@@ -124,8 +124,8 @@ class Simulator:
         return self.state.dropped_notifications
 
     def task_json(self, task_id: str) -> dict[str, Any]:
-        """The JSON ``fetch`` would return for ``task_id`` right now."""
-        return self.state.task_json(task_id)
+        """The JSON ``fetch`` would return for ``task_id`` right now (new-api: its copy)."""
+        return self.state.task_json(task_id, self._base_url or "")
 
     def inject(self, route: str, kind: str, times: int = 1, **params: Any) -> None:
         """Queue a deterministic fault for the next ``times`` requests to ``route``.

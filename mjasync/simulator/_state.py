@@ -93,7 +93,14 @@ class SimTask:
     holds_slot: bool = False
     generation: int = 0
     step: int = 0
-    newapi_synced: bool = False
+    # The key (trueai) that submitted the task, or "guest:<ip>": trueai counts a user's
+    # running/queued tasks per caller.
+    owner: str = ""
+    # The accountFilter the upstream received (new-api drops it unless told not to).
+    account_filter: dict[str, Any] | None = None
+    # A Discord interaction the server sends but Discord refuses (OSS /submit/change with an
+    # index outside 1..4): accepted, then FAILURE with this reason when it starts.
+    rejected_by_discord: str | None = None
     extra_properties: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
