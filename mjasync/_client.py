@@ -1541,7 +1541,7 @@ class Client:
             if hint is not None:
                 self._server.claim(hint, where)
             elif path == "/submit/action" and present and seen.startswith("Spring"):
-                self._server.claim("plus", f"{where}: Spring with /submit/action (PLUS)")
+                self._server.claim("plus", f"{where}: a Spring server with /submit/action")
 
         async with anyio.create_task_group() as group:
             for path in _PROBES:

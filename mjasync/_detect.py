@@ -221,7 +221,7 @@ def classify_probe(response: Response) -> tuple[bool | None, Dialect | None, str
     html = "html" in content_type.lower() or (body is None and content[:1] == b"<")
     spring = isinstance(body, Mapping) and body.keys() >= _SPRING_KEYS
     if html and 200 <= status < 300:
-        return None, "newapi", "a web page (HTTP 200) for a route it lacks"
+        return None, "newapi", "new-api's web page (HTTP 200 text/html), not an API answer"
     if status == 405:
         if spring:
             return True, None, "Spring's 405 JSON"
