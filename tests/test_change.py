@@ -61,7 +61,8 @@ def oss(request: Request) -> Response:
 def client(handler: Callable[[Request], Response]) -> tuple[Client, MockTransport]:
     transport = MockTransport(handler)
     retry = mjasync.RetryPolicy(attempts=3, backoff=0.001, max_backoff=0.002)
-    return Client("http://mj.test", "k", transport=transport, retry=retry), transport
+    poll = mjasync.PollPolicy(interval=0.005, max_interval=0.02, first_poll=0.005)
+    return Client("http://mj.test", "k", transport=transport, retry=retry, poll=poll), transport
 
 
 def paths(transport: MockTransport) -> list[str]:
