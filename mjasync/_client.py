@@ -1521,7 +1521,7 @@ class Client:
         Raises:
             mjasync.TransportError: every probe failed to reach the server.
         """
-        if probe and not self._probed:
+        if probe and not self._probed and not self._closed:
             await self._probe()
         return self._server.snapshot(notify_hook=self._notify_hook is not None)
 

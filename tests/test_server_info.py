@@ -219,3 +219,12 @@ async def test_no_warning_without_a_notify_hook(caplog: pytest.LogCaptureFixture
         await run_tasks(mj, 3)
 
     assert warnings_in(caplog) == []
+
+
+async def test_a_closed_client_reports_without_probing() -> None:
+    """server_info() after aclose answers from what was seen, sending nothing."""
+    mj = Client("http://mj.test", "k", transport=MockTransport(_no_request))
+    await mj.aclose()
+    info = await mj.server_info()
+
+    assert info.dialect == "unknown"
