@@ -481,3 +481,24 @@ async def test_old_oss_code_21_returns_the_existing_upscale() -> None:
     assert sim.requests[CHANGE] == 3
     assert sim.requests[MODAL] == 0
     assert [t.kind for t in sim.tasks.values()].count("upsample") == 1
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_change_where_the_server_has_it(dialect: str) -> None:
+    """change() upscales and rerolls on novicezk, PLUS and new-api; trueai lacks the route.
+
+    REROLL without an index sends 1: new-api refuses 0 ("index_is_required").
+    """
+    async with simulated(dialect) as (sim, mj):
+        grid = await grid_of(mj)
+        if dialect == "trueai":
+            with pytest.raises(mjasync.RouteNotFoundError):
+                await mj.change(grid, "UPSCALE", 2)
+            return
+        up = await mj.await_task(await mj.change(grid, "upscale", 2), timeout=30)
+        again = await mj.await_task(await mj.change(grid.id, "REROLL"), timeout=30)
+
+    assert sim.tasks[up.id].index == 2
+    assert up.action == "UPSCALE"
+    assert again.status == mjasync.TaskStatus.SUCCESS
+    assert sim.requests[CHANGE] == 2
