@@ -199,7 +199,7 @@ async def test_gate_wait_respects_its_limit() -> None:
         slept = await gate.wait(limit=0.05)
 
     assert 0.05 <= slept < 0.5
-    assert gate.paused_for > 5
+    assert gate.paused_for > 4  # the pause (5 to 10 s) goes on
 
 
 def test_queue_full_wait_must_not_be_negative() -> None:
