@@ -27,6 +27,7 @@ from typing import Literal
 
 import attrs
 
+from ._models import CHANGE_PARENT_ACTIONS
 from ._transport import Response
 
 __all__ = ["Dialect", "Evidence", "ServerInfo", "classify_probe"]
@@ -172,8 +173,14 @@ class Evidence:
             self.claim("trueai", "task JSON has trueai's TaskInfo fields (isCompleted, …)")
             self.settled_by_body = True
             return
-        if "buttons" not in raw:
-            self.claim("oss", "task JSON has no buttons field (novicezk's Task.java)")
+        if (
+            "buttons" not in raw
+            and raw.get("status") == "SUCCESS"
+            and raw.get("action") in CHANGE_PARENT_ACTIONS
+        ):
+            # Only a finished grid: PLUS's documentation shows describe and shorten
+            # results without the field, abridged.
+            self.claim("oss", "a finished grid's JSON has no buttons field (Task.java)")
             self.settled_by_body = True
             return
         properties = raw.get("properties")

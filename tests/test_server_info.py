@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -228,3 +229,26 @@ async def test_a_closed_client_reports_without_probing() -> None:
     info = await mj.server_info()
 
     assert info.dialect == "unknown"
+
+
+REAL = Path(__file__).parent / "payloads" / "real"
+
+
+@pytest.mark.parametrize(
+    ("name", "dialect"),
+    [
+        ("oss_notify_imagine_success_doc.json", "oss"),  # a finished grid, no buttons field
+        ("plus_task_describe_success_doc.json", "plus"),  # abridged, but finalZhPrompt
+        ("agg_dmxapi_task_imagine_success.json", "newapi"),  # customId + maskBase64
+        ("agg_octopusx_task_imagine_in_progress.json", "unknown"),
+    ],
+)
+async def test_real_task_bodies_point_at_their_server(name: str, dialect: str) -> None:
+    """The marks of real bodies, fed as notifications: the verdict each supports."""
+    async with Client("http://mj.test", "k", transport=MockTransport(_no_request)) as mj:
+        result = await mj.handle_notification((REAL / name).read_bytes(), token=mj.notify_token)
+        info = await mj.server_info(probe=False)
+
+    assert result.status == 200
+    assert info.dialect == dialect
+    assert info.notifications == 1
