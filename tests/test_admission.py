@@ -21,8 +21,7 @@ QUICK = RetryPolicy(attempts=3, backoff=0.005, max_backoff=0.04)
 FULL = {"code": 23, "description": "队列已满，请稍后尝试", "properties": {}}
 
 
-@pytest.mark.parametrize("dialect", ["plus", "trueai"])
-async def test_fifty_chains_through_a_busy_proxy_all_finish(dialect: str) -> None:
+async def test_fifty_chains_through_a_busy_proxy_all_finish() -> None:
     """50 imagine -> U1 chains at limit=10 against 2 slots + 2 queued: all finish, none twice.
 
     Before the gate, a few quick retries per submit gave up while the server still had
@@ -30,7 +29,7 @@ async def test_fifty_chains_through_a_busy_proxy_all_finish(dialect: str) -> Non
     """
     async with (
         Simulator(
-            dialect=dialect,
+            dialect="plus",
             time_scale=0.002,
             slots=2,
             queue_size=2,
@@ -87,6 +86,36 @@ async def test_a_full_queue_is_waited_through_and_sent_again() -> None:
     assert submission.code == 1
     assert len(transport.requests) == 4
     assert mj.submit_gate.refusals == 3
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        pytest.param(json_response(FULL), id="novicezk-23"),
+        pytest.param(
+            json_response({"code": 9, "description": "提交失败，队列已满，请稍后重试"}),
+            id="trueai-9",
+        ),
+        pytest.param(
+            json_response({"code": 4, "description": "并发数已达上限"}), id="trueai-user-cap"
+        ),
+        pytest.param(
+            json_response({"success": False, "code": -1, "message": "队列数已达上限"}),
+            id="trueai-fail",
+        ),
+        pytest.param(Response(403), id="trueai-ip-limiter"),
+        pytest.param(json_response({"code": 30, "description": "rate limited"}), id="newapi-30"),
+    ],
+)
+async def test_every_servers_not_now_is_waited_through(refusal: Response) -> None:
+    """Each dialect's way of saying "not now" pauses and resends; nothing else does."""
+    transport, _ = counting([refusal])
+    async with client(transport) as mj:
+        submission = await mj.imagine("a cat")
+
+    assert submission.code == 1
+    assert len(transport.requests) == 2
+    assert mj.submit_gate.refusals == 1
 
 
 async def test_retry_after_is_honoured_by_the_gate() -> None:
