@@ -39,6 +39,7 @@ from ._errors import (
 from ._images import DEFAULT_MAX_IMAGE_BYTES
 from ._models import Task
 from ._poll import PollPolicy
+from ._retry import RetryPolicy
 from .bulk import (
     BulkEvent,
     BulkReport,
@@ -426,13 +427,15 @@ if HAVE_RICH:
         """
 
         def __init__(self, status: Callable[[], str], *columns: Any, **options: Any) -> None:
+            self._status_text = status  # before Progress.__init__, which renders once
             super().__init__(*columns, **options)
-            self._status_text = status
 
         def get_renderables(self) -> Iterator[RenderableType]:
             yield Text(self._status_text(), style="dim", no_wrap=True, overflow="ellipsis")
             tasks = list(self.tasks)
-            room = max(1, self.console.size.height - 3)
+            # Progress renders once while building its Live, before self.live exists.
+            live = getattr(self, "live", None)
+            room = max(1, (live.console.size.height if live is not None else 24) - 3)
             yield self.make_tasks_table(tasks[:room])
             if len(tasks) > room:
                 yield Text(f"  ... and {len(tasks) - room} more tasks in flight", style="dim")
@@ -450,6 +453,8 @@ def _client(args: argparse.Namespace, **extra: Any) -> Client:
                 interval=interval, max_interval=max(interval, 10.0), first_poll=min(interval, 0.5)
             ),
         )
+    if args.attempts is not None:
+        extra.setdefault("retry", RetryPolicy(attempts=args.attempts))
     return Client(
         args.base_url,
         args.api_key,
@@ -618,28 +623,28 @@ async def _cmd_seed(args: argparse.Namespace, out: _Out) -> int:
     return EXIT_OK
 
 
+async def _checked_jobs(path: Path) -> list[Job]:
+    """The jobs of *path*, every one checked, before any client exists or anything is sent.
+
+    A bad file is refused as a whole, every problem listed by line (the CLI never
+    changes the client's image limit, so the default one applies).
+    """
+    jobs = await anyio.to_thread.run_sync(load_jobs, path)
+    await check_jobs(jobs, name=str(path), max_image_bytes=DEFAULT_MAX_IMAGE_BYTES)
+    return jobs
+
+
 async def _run_batch(
     mj: Client,
     out: _Out,
-    jobs: Sequence[Job] | Path,
+    jobs: Sequence[Job],
     out_dir: Path,
-    *,
-    actions: str | None = None,
     **options: Any,
 ) -> BulkReport:
-    default_actions = _flag_value("--actions", parse_actions, actions)
-    if isinstance(jobs, Path):
-        job_list = await anyio.to_thread.run_sync(load_jobs, jobs)
-        # Check with the client's own image limit, under the file's name, before the
-        # journal is touched: a bad file is refused as a whole, with nothing sent.
-        limit = getattr(mj, "_max_image_bytes", DEFAULT_MAX_IMAGE_BYTES)
-        await check_jobs(job_list, name=str(jobs), max_image_bytes=limit)
-    else:
-        job_list = list(jobs)
     if out.json:
-        return await BulkRunner(mj, out_dir, actions=default_actions, **options).run(job_list)
-    with _BulkDisplay(out, len(job_list)) as display:
-        runner = BulkRunner(mj, out_dir, actions=default_actions, on_event=display, **options)
+        return await BulkRunner(mj, out_dir, **options).run(jobs)
+    with _BulkDisplay(out, len(jobs)) as display:
+        runner = BulkRunner(mj, out_dir, on_event=display, **options)
         async with anyio.create_task_group() as group:
 
             async def heartbeat() -> None:
@@ -648,7 +653,7 @@ async def _run_batch(
                     display.tick()
 
             group.start_soon(heartbeat)
-            report = await runner.run(job_list)
+            report = await runner.run(jobs)
             group.cancel_scope.cancel()
     return report
 
@@ -672,14 +677,16 @@ def _report_lines(report: BulkReport, out: _Out) -> list[str]:
 
 
 async def _cmd_batch(args: argparse.Namespace, out: _Out) -> int:
+    actions = _flag_value("--actions", parse_actions, args.actions)
+    jobs = await _checked_jobs(Path(args.file))
     async with _client(args) as mj:
         report = await _run_batch(
             mj,
             out,
-            Path(args.file),
+            jobs,
             Path(args.out),
             journal=args.journal,
-            actions=args.actions,
+            actions=actions,
             concurrency=args.concurrency,
             task_timeout=args.wait_timeout,
             resubmit_unknown=args.resubmit_unknown,
@@ -707,7 +714,8 @@ async def _cmd_demo(args: argparse.Namespace, out: _Out) -> int:
     from .simulator import Simulator
 
     out_dir = Path(args.out)
-    jobs = _prepare_demo(out_dir)
+    jobs_file = _prepare_demo(out_dir)
+    jobs = await _checked_jobs(jobs_file)
     async with Simulator(
         dialect="plus", time_scale=args.time_scale, seed=1, slots=6, queue_size=24
     ) as sim:
@@ -724,8 +732,7 @@ async def _cmd_demo(args: argparse.Namespace, out: _Out) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
-def _demo_summary(report: BulkReport, jobs_file: Path, out: _Out) -> None:
-    jobs = load_jobs(jobs_file)
+def _demo_summary(report: BulkReport, jobs: Sequence[Job], out: _Out) -> None:
     by_job: dict[str, list[str]] = {job.key: [] for job in jobs}
     for path in report.files:
         key = path.stem.rsplit("-", 1)[0]
@@ -813,6 +820,13 @@ def _common_options(suppress: bool) -> _Parser:
         type=_positive_float,
         default=argparse.SUPPRESS if suppress else None,
         help="seconds between status polls of a running task (default 2)",
+    )
+    group.add_argument(
+        "--attempts",
+        type=_positive_int,
+        default=argparse.SUPPRESS if suppress else None,
+        help="tries per HTTP request, the first included (default 3); "
+        "a submit is only retried when it provably never arrived",
     )
     group.add_argument(
         "--json",

@@ -366,7 +366,7 @@ async def test_a_button_no_grid_has_is_refused_before_anything_is_sent(
     with pytest.raises(InputError, match="job owl: actions: no button is called 'U9'"):
         await run_bulk(mj, jobs, tmp_path, **FAST)
     assert sum(sim.requests.values()) == 0
-    assert not (tmp_path / "mjasync-journal.sqlite3").exists()  # noqa: ASYNC240 - a test check
+    assert not (tmp_path / "mjasync-journal.sqlite3").exists()
 
 
 async def test_a_jobs_file_with_bad_lines_is_refused_whole_listing_each_line(
@@ -414,7 +414,9 @@ async def test_a_job_refused_before_sending_reruns_without_retry_failed(
     image = tmp_path / "ref.png"
     image.write_bytes(TINY_PNG)
     path = tmp_path / "jobs.jsonl"
-    path.write_text('{"prompt": "a fox", "key": "fox"}\n{"prompt": "a hare", "images": ["ref.png"]}\n')
+    path.write_text(
+        '{"prompt": "a fox", "key": "fox"}\n{"prompt": "a hare", "images": ["ref.png"]}\n'
+    )
 
     def vanish(event: BulkEvent) -> None:
         # The file passes the check, then disappears before its job submits.
