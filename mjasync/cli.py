@@ -69,7 +69,7 @@ EXIT_INTERRUPTED = 130
 
 _EPILOG = """\
 configuration: flags, else the environment: MJ_BASE_URL, MJ_API_KEY, MJ_AUTH.
--v/--verbose shows every request (method, URL, status, time, retries; never the key).
+-v/--verbose shows the library's log: requests, retries, back-offs (never the key).
 
 exit codes:
   0    ok

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import sqlite3
 from collections.abc import AsyncIterator
@@ -11,7 +12,16 @@ import pytest
 
 import mjasync
 from mjasync import ConnectError, Request, RequestTimeoutError, Response
-from mjasync.bulk import BulkEvent, InputError, Job, load_jobs, parse_actions, parse_jobs, run_bulk
+from mjasync.bulk import (
+    BulkEvent,
+    BulkRunner,
+    InputError,
+    Job,
+    load_jobs,
+    parse_actions,
+    parse_jobs,
+    run_bulk,
+)
 from mjasync.simulator import Faults, Simulator
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -475,3 +485,16 @@ async def test_faults_on_polls_and_downloads_are_absorbed(tmp_path: Path) -> Non
         report = await run_bulk(mj, parse_jobs(["a", "b", "c"]), tmp_path, actions="U1", **FAST)
         assert report.ok, report.to_dict()
         assert sim.requests["POST /mj/submit/imagine"] == 3
+
+
+def test_run_bulk_spells_out_every_runner_option() -> None:
+    """``run_bulk`` takes BulkRunner's options as typed keywords, with the same defaults."""
+    ours = inspect.signature(run_bulk).parameters
+    theirs = inspect.signature(BulkRunner.__init__).parameters
+    assert all(p.kind is not inspect.Parameter.VAR_KEYWORD for p in ours.values())
+    options = {n: p for n, p in theirs.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert options
+    for name, parameter in options.items():
+        assert ours[name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert ours[name].default == parameter.default, name
+        assert ours[name].annotation == parameter.annotation, name

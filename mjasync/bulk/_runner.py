@@ -974,7 +974,45 @@ async def run_bulk(
     client: Client,
     jobs: Iterable[Job] | str | Path,
     out_dir: str | Path,
-    **options: Any,
+    *,
+    journal: str | Path | None = None,
+    actions: str | Sequence[str] | None = None,
+    concurrency: int = 4,
+    task_timeout: float = 600.0,
+    resubmit_unknown: bool = False,
+    retry_failed: bool = False,
+    recover: bool = True,
+    settle: float = 2.0,
+    max_submit_attempts: int = 20,
+    backoff: float = 1.0,
+    max_backoff: float = 60.0,
+    on_event: Callable[[BulkEvent], object] | None = None,
 ) -> BulkReport:
-    """Run (or resume) a bulk job: ``BulkRunner(client, out_dir, **options).run(jobs)``."""
-    return await BulkRunner(client, out_dir, **options).run(jobs)
+    """Run (or resume) a bulk job: ``BulkRunner(client, out_dir, ...).run(jobs)``.
+
+    Every argument is `BulkRunner`'s; *jobs* is a list of `Job` or a JSONL/text file.
+
+    Raises:
+        mjasync.bulk.InputError: a bad job, before anything is sent (``problems``
+            lists each by line).
+        mjasync.bulk.JournalError: the journal is unusable or disagrees with the input.
+        mjasync.InvalidRequestError: an option is out of range.
+        mjasync.AuthenticationError: the server refused the API key (the run stops).
+    """
+    runner = BulkRunner(
+        client,
+        out_dir,
+        journal=journal,
+        actions=actions,
+        concurrency=concurrency,
+        task_timeout=task_timeout,
+        resubmit_unknown=resubmit_unknown,
+        retry_failed=retry_failed,
+        recover=recover,
+        settle=settle,
+        max_submit_attempts=max_submit_attempts,
+        backoff=backoff,
+        max_backoff=max_backoff,
+        on_event=on_event,
+    )
+    return await runner.run(jobs)
