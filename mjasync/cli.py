@@ -356,16 +356,17 @@ class _BulkDisplay:
         elif kind == "backoff":
             self._queued.add(key)
             self._limit = event.limit
-            why = "server queue full" if "queue full" in event.message else "server pushed back"
-            if "not reached" in event.message:
-                why = "server not reached"
+            why = event.message.split(" (", 1)[0]
             if event.delay > 0:
                 self._pause_until = max(self._pause_until, time.monotonic() + event.delay)
                 self._pause_why = why
+                line = f"backing off {event.delay:.0f}s: {event.message}"
+            else:
+                line = f"{event.message}; retrying when one of this run's tasks finishes"
             # Rate-limited on purpose: under a full queue every submitter is refused at once.
             if time.monotonic() - self._last_pushback > 5:
                 self._last_pushback = time.monotonic()
-                self._print(f"{why}: {event.message}")
+                self._print(line)
 
     def _print(self, line: str) -> None:
         self._last_printed = time.monotonic()
@@ -954,7 +955,7 @@ def _exit_code(error: BaseException) -> int:
 
 
 # The library's parameters and the CLI's flags for them: a CLI user never typed prompt=.
-_FLAGS = {"prompt": "--prompt", "mask": "--mask FILE", "images": "images"}
+_FLAGS = {"prompt": "--prompt", "mask": "--mask FILE"}
 _PARAMETER = re.compile(r"(?<![\w-])(prompt|mask)=(\.\.\.)?(\"[^\"]*\")?")
 
 

@@ -458,9 +458,10 @@ def test_the_plain_display_prints_a_heartbeat_of_what_it_waits_on() -> None:
     display(BulkEvent("task_submitted", owl, "imagine", message="2"))
     display(
         BulkEvent(
-            "backoff", owl, "U1", message="backing off 4.0s: server queue full", delay=4.0, limit=2
+            "backoff", owl, "U1", message="server queue full (QueueFullError)", delay=4.0, limit=2
         )
     )
+    assert err.getvalue().splitlines()[-1] == "backing off 4s: server queue full (QueueFullError)"
     display.tick()
     line = err.getvalue().splitlines()[-1]
     assert line.startswith("waiting on 2 tasks (1 in queue, 1 running); 1 submit waiting for room")

@@ -82,8 +82,10 @@ class BulkEvent:
       changed snapshot (``task``); ``task_finished``: it succeeded (``task``).
     - ``downloaded``: a result is saved (``message``: the path).
     - ``backoff``: the server refused a submit (queue full, 429) or could not be
-      reached; ``message`` says which, ``delay`` is how long every submit now pauses
-      in seconds (0: until one of this run's tasks finishes), ``limit`` the new limit.
+      reached; ``message`` says which (``"server queue full (...)"``, ``"rate limited,
+      HTTP 429 (...)"``, ``"server not reached (...)"``), ``delay`` is how long every
+      submit now pauses in seconds (0: until one of this run's tasks finishes),
+      ``limit`` the new limit.
 
     ``job`` is the `Job` (its ``key`` and input ``line``), ``step`` is ``"imagine"`` or
     a button name (None for job events), ``task`` the latest snapshot, if any.
@@ -193,7 +195,6 @@ class _Flow:
         self.ceiling = ceiling
         self.limit = float(ceiling)
         self.in_flight = 0  # places taken: submits on the wire and tasks not yet finished
-        self.tasks = 0  # of which accepted tasks, that will finish and free a place
         self.round = 0
         self._base = backoff
         self._cap = cap
@@ -221,16 +222,13 @@ class _Flow:
         self.in_flight += 1
         return self.round
 
-    def release(self, *, task: bool) -> None:
+    def release(self) -> None:
         """Give a place back: a refused or failed submit, or a task that finished."""
         self.in_flight -= 1
-        if task:
-            self.tasks -= 1
         self._notify()
 
     def accepted(self) -> None:
-        """The submit holding a place was accepted: it is a task now."""
-        self.tasks += 1
+        """The submit holding a place was accepted: it keeps the place until it finishes."""
         self._streak = 0
         self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
         self._notify()
@@ -778,7 +776,7 @@ class BulkRunner:
         try:
             return await self._wait(job, record, step, task_id)
         finally:
-            self._flow.release(task=True)
+            self._flow.release()
 
     async def _never_arrived(self, step: StepRecord) -> bool:
         """Whether an earlier run's lost submit provably created no task.
@@ -816,7 +814,7 @@ class BulkRunner:
                     job.key, step, tag, submit
                 )
             except BaseException:
-                flow.release(task=False)
+                flow.release()
                 raise
             if status == ACCEPTED:
                 assert task_id is not None
@@ -830,7 +828,7 @@ class BulkRunner:
             if status == UNKNOWN:
                 found = await self._index.find(tag) if self.recover else None
                 if found is None:
-                    flow.release(task=False)
+                    flow.release()
                     raise _JobUnknown(_unknown_reason(step, last))
                 await self.journal.set_step(
                     job.key,
@@ -844,7 +842,7 @@ class BulkRunner:
                 record.steps[step] = StepRecord(step, ACCEPTED, found.id, tag)
                 return found.id
             if status == REJECTED or isinstance(error, AuthenticationError) or not _pushback(error):
-                flow.release(task=False)
+                flow.release()
                 if isinstance(error, AuthenticationError):
                     raise error
                 if status == REJECTED:
@@ -854,13 +852,15 @@ class BulkRunner:
                 raise _JobFailed(f"{step}: {last} (nothing was sent)", permanent=False)
             congestion = isinstance(error, QueueFullError | RateLimitError)
             delay = flow.refused(sent_in, retry_after, congestion=congestion)
-            flow.release(task=False)
-            if delay > 0:
-                why = "server queue full" if congestion else "server not reached"
-                message = f"backing off {delay:.1f}s: {why} ({last})"
-            else:
-                message = f"server queue full: waiting for a running task to finish ({last})"
-            self._emit_flow("backoff", job, step, message=message, delay=delay)
+            flow.release()
+            why = (
+                "server queue full"
+                if isinstance(error, QueueFullError)
+                else "rate limited, HTTP 429"
+                if congestion
+                else "server not reached"
+            )
+            self._emit_flow("backoff", job, step, message=f"{why} ({last})", delay=delay)
         raise _JobFailed(
             f"{step}: not accepted after {self.max_submit_attempts} attempts ({last}); "
             "a rerun will try again",
