@@ -12,7 +12,10 @@ can never pay twice.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import random
+from collections.abc import Iterator
 
 import anyio
 
@@ -25,7 +28,8 @@ class SubmitGate:
     `Client` uses it by itself (see ``queue_full_wait``); the bulk runner and other code
     that sends submits can share it through `Client.submit_gate`: ``await gate.wait()``
     before sending, ``gate.push_back(retry_after)`` after a refusal, ``gate.ok()`` after
-    an accepted submit.
+    an accepted submit. Code with a flow control of its own wraps its submits in
+    `bypass`: they neither wait nor are resent, and raise the refusal at once.
 
     Args:
         base: seconds of the first pause.
@@ -40,9 +44,29 @@ class SubmitGate:
         self._until = 0.0
         self._streak = 0
         self._pause = 0.0
+        self._bypassed = contextvars.ContextVar(f"mjasync_gate_bypass_{id(self)}", default=False)
         # Counters for tests and logs: refusals reported, callers held back by a pause.
         self.refusals = 0
         self.waits = 0
+
+    @contextlib.contextmanager
+    def bypass(self) -> Iterator[None]:
+        """Submits made in this block (this task and what it awaits) skip the waiting.
+
+        A queue-full or 429 answer is raised at once, as with ``queue_full_wait=0``, for
+        a caller that paces itself (the bulk runner's adaptive limit); the refusal still
+        pauses the client's other submits.
+        """
+        token = self._bypassed.set(True)
+        try:
+            yield
+        finally:
+            self._bypassed.reset(token)
+
+    @property
+    def bypassed(self) -> bool:
+        """True inside `bypass` in the current task."""
+        return self._bypassed.get()
 
     @property
     def paused_for(self) -> float:

@@ -499,6 +499,9 @@ class Client:
             raise ClientClosedError(msg)
         request = Request(method, self._url(path), self._headers, json, timeout)
         where = self._where(method, path)
+        # Inside SubmitGate.bypass the caller paces itself: no waiting, no resending.
+        bypassed = gated and self._gate.bypassed
+        gated = gated and not bypassed
         debug = logger.isEnabledFor(logging.DEBUG)
         if debug:
             logger.debug("%s: sending%s", where, self._logged_body(json))
@@ -532,7 +535,7 @@ class Client:
                 explain_auth(error, where=where, auth_style=self._auth_sent)
                 raise
             except (QueueFullError, RateLimitError) as error:
-                if gated:
+                if gated or bypassed:
                     # A value, not an exception: with_retries must not spend its quick
                     # retries on it; the admission loop below waits instead.
                     return _NotNow(error)
@@ -546,11 +549,18 @@ class Client:
                     await self._gate.wait(limit=left)
                 result = await with_retries(self.retry, kind, self._rng, attempt, what=where)
                 if not isinstance(result, _NotNow):
-                    if gated:
+                    if gated or bypassed:
                         self._gate.ok()
                     if record:
                         self._server_answered(path, None)
                     return result
+                if bypassed:
+                    # Raised at once, but the client's other submits still pause.
+                    error = result.error
+                    self._gate.push_back(
+                        error.retry_after if isinstance(error, RateLimitError) else None
+                    )
+                    raise error
                 self._admit_again(result.error, started, where)
         except MJError as error:
             redact_error(error, self._secrets)

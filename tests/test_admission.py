@@ -235,3 +235,22 @@ def test_queue_full_wait_must_not_be_negative() -> None:
     """A negative queue_full_wait is refused at construction."""
     with pytest.raises(mjasync.InvalidRequestError, match="queue_full_wait"):
         Client("http://mj.test", "k", queue_full_wait=-1)
+
+
+async def test_bypass_raises_at_once_and_still_pauses_the_others() -> None:
+    """Inside bypass() a refusal is raised after one request; other submits still pause."""
+    transport, times = counting([json_response(FULL), Response(429, {"retry-after": "0.1"})])
+    async with client(transport) as mj:
+        gate = mj.submit_gate
+        with gate.bypass():
+            assert gate.bypassed
+            with pytest.raises(QueueFullError):
+                await mj.imagine("paced by the caller")
+            with pytest.raises(RateLimitError):
+                await mj.imagine("paced by the caller")
+        assert not gate.bypassed
+        await mj.imagine("an ordinary submit")
+
+    assert len(times) == 3  # no quick retries inside bypass, despite attempts=3
+    assert times[2] - times[1] >= 0.1  # the ordinary submit honoured the pause
+    assert gate.refusals == 2
