@@ -9,7 +9,7 @@ async with mjasync.Client("http://localhost:8080", "key") as mj:
 from .__about__ import __version__
 from ._admission import SubmitGate
 from ._chains import gather_chains
-from ._client import AuthStyle, Client, TaskRef
+from ._client import AuthStyle, Client
 from ._detect import Dialect, ServerInfo
 from ._download import LocalFileError, MediaKind, file_stem
 from ._errors import (
@@ -47,11 +47,12 @@ from ._models import (
     Submission,
     Task,
     TaskAction,
+    TaskRef,
     TaskStatus,
 )
-from ._poll import PollPolicy, PollStats, TaskWatch
-from ._retry import RetryPolicy
+from ._policy import PollPolicy, PollStats, RetryPolicy
 from ._transport import AiohttpTransport, AsyncTransport, Request, Response, StreamResponse
+from ._waiters import TaskWatch
 from ._webhook import NotificationResult
 
 __all__ = [

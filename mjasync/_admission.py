@@ -19,6 +19,8 @@ from collections.abc import Iterator
 
 import anyio
 
+from ._policy import backoff
+
 __all__ = ["SubmitGate"]
 
 
@@ -109,8 +111,7 @@ class SubmitGate:
         now = anyio.current_time()
         if now >= self._until:
             self._streak += 1
-            ceiling = min(self._cap, self._base * 2.0 ** (self._streak - 1))
-            self._pause = ceiling * (0.5 + self._rng.random() / 2)
+            self._pause = backoff(self._streak, base=self._base, cap=self._cap, rng=self._rng)
             self._until = now + self._pause
         if retry_after is not None and now + retry_after > self._until:
             self._pause = retry_after

@@ -26,7 +26,7 @@ from anyio.abc import TaskGroup
 from ._errors import InvalidRequestError, ModalRequiredError
 from ._images import ImageInput
 from ._models import Button, Submission, Task
-from ._poll import ProgressCallback
+from ._waiters import ProgressCallback
 
 if TYPE_CHECKING:
     from ._client import Client

@@ -9,17 +9,18 @@ import random
 import re
 import secrets
 import time
-import unicodedata
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Self, TypeVar, cast, overload
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
 import attrs
 
 from . import __about__, _chains
 from ._admission import SubmitGate
+from ._batch import BatchFetcher, BatchRoute
+from ._clock import Clock
 from ._detect import NOTIFY_SILENCE_TASKS, Evidence, ServerInfo, classify_probe, route_key
 from ._download import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
@@ -58,13 +59,26 @@ from ._images import (
     is_url,
     to_data_uri,
 )
-from ._models import CHANGE_PARENT_ACTIONS, AccountFilter, Button, Submission, Task, TaskStatus
-from ._poll import Poller, PollPolicy, PollStats, ProgressCallback, TaskWatch, await_waiter, outcome
+from ._models import (
+    CHANGE_PARENT_ACTIONS,
+    AccountFilter,
+    Button,
+    Submission,
+    Task,
+    TaskRef,
+    TaskStatus,
+    outcome,
+    task_id_of,
+    task_path,
+)
+from ._policy import PollPolicy, PollStats
+from ._poll import Poller
 from ._redact import display_url, redact_error, redact_text, secrets_in_headers
-from ._responses import explain_auth, read_body, submission_or_raise
+from ._responses import explain_auth, read_body, route_missing, submission_or_raise
 from ._retry import RequestKind, RetryPolicy, with_retries
 from ._serde import decode_task, decode_tasks, encode_account_filter
 from ._transport import DEFAULT_POOL_TIMEOUT, AiohttpTransport, AsyncTransport, Request, Response
+from ._waiters import ProgressCallback, TaskWatch, await_waiter
 from ._webhook import (
     MAX_NOTIFICATION_BYTES,
     NotificationBody,
@@ -85,9 +99,6 @@ _MODES = {"fast": "/mj-fast", "relax": "/mj-relax", "turbo": "/mj-turbo"}
 _DIMENSIONS = ("PORTRAIT", "SQUARE", "LANDSCAPE")
 _BOT_TYPES = {"mj": "MID_JOURNEY", "niji": "NIJI_JOURNEY"}
 _STATE_LIMIT = 255
-_FALLBACK_FETCH_CONCURRENCY = 8
-_ROUTE_MISSING_STATUSES = frozenset({404, 405, 501})
-_MAX_TASK_ID = 128
 _CHANGE_ACTIONS = ("UPSCALE", "VARIATION", "REROLL")
 # Parents /submit/change accepts (novicezk SubmitController.java change()); new-api labels
 # the variations it relayed from PLUS HIGH_/LOW_VARIATION, which upstream are VARIATIONs.
@@ -106,49 +117,6 @@ _LOG_BODY = 400
 _DATA_URI = re.compile(r"^data:([\w.+/-]*);base64,", re.IGNORECASE)
 _T = TypeVar("_T")
 
-TaskRef = Task | Submission | str
-"""Anything that names a task: a `Task`, a `Submission` or a task id."""
-
-
-def task_id_of(target: object) -> str:
-    """The task id named by a `Task`, a `Submission` or an id string.
-
-    Surrounding whitespace is dropped. An id that could not be a task id, or that would
-    change the request's path if put in a URL (``/``, ``?``, ``#``, ``\\``, inner
-    whitespace, control characters, ``.`` or ``..``, more than 128 characters), raises
-    `InvalidRequestError`: nothing is sent.
-    """
-    if isinstance(target, Task):
-        return _checked_id(target.id)
-    if isinstance(target, Submission):
-        if target.task_id is None:
-            msg = f"submission (code {target.code}) carries no task id"
-            raise InvalidRequestError(msg)
-        return _checked_id(target.task_id)
-    if isinstance(target, str) and target.strip():
-        return _checked_id(target.strip())
-    if isinstance(target, int) and not isinstance(target, bool):
-        return str(target)
-    msg = f"expected a Task, a Submission or a task id, got {type(target).__name__}"
-    raise InvalidRequestError(msg)
-
-
-def _checked_id(task_id: str) -> str:
-    shown = repr(task_id) if len(task_id) <= 40 else repr(task_id[:40]) + "…"
-    problem = None
-    if not task_id or task_id in {".", ".."}:
-        problem = "is empty, or a path step"
-    elif len(task_id) > _MAX_TASK_ID:
-        problem = f"is {len(task_id)} characters long (at most {_MAX_TASK_ID})"
-    elif any(ch in "/?#\\" for ch in task_id):
-        problem = "contains /, ?, # or \\"
-    elif any(ch.isspace() or unicodedata.category(ch) in {"Cc", "Cf", "Cs"} for ch in task_id):
-        problem = "contains whitespace or control characters"
-    if problem is not None:
-        msg = f"task id {shown} {problem}: not a task id"
-        raise InvalidRequestError(msg)
-    return task_id
-
 
 def _auth_sent(headers: Mapping[str, str]) -> str | None:
     """The auth style the final headers carry (a key in ``headers=`` counts), or None."""
@@ -159,11 +127,6 @@ def _auth_sent(headers: Mapping[str, str]) -> str | None:
     if lowered.get("mj-api-secret"):
         return "mj-api-secret"
     return None
-
-
-def _task_path(task_id: str, route: str) -> str:
-    """``/task/{id}/{route}`` with the id percent-encoded (it is one path segment)."""
-    return f"/task/{quote(task_id, safe='')}/{route}"
 
 
 def _normalise_base_url(base_url: str) -> str:
@@ -274,6 +237,8 @@ class Client:
             submit is sent again; a refused submit created nothing, so nothing is paid
             twice. When the time is up, the `QueueFullError` or `RateLimitError` is
             raised; 0 raises the first refusal at once. See `submit_gate`.
+        clock: the clock of the poller and of every wait's deadline (default: the
+            event loop's); ``mjasync.testing.VirtualClock`` runs them on virtual time.
     """
 
     def __init__(
@@ -297,6 +262,7 @@ class Client:
         image_seed_timeout: float = 65.0,
         max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
         queue_full_wait: float = 120.0,
+        clock: Clock | None = None,
     ) -> None:
         base = base_url if base_url is not None else os.environ.get("MJ_BASE_URL")
         if not base:
@@ -354,7 +320,8 @@ class Client:
         self._probed = False
         self._notify_warned = False
         self._closed = False
-        self._list_route: str | None = "/task/list-by-condition"
+        self._clock = clock
+        self._fetcher = BatchFetcher(self._request, self._where, self._server)
         self._requests_sent = 0
         self._close_callbacks: list[Callable[[], Awaitable[None]]] = []
         self._poller: Poller | None = None
@@ -946,7 +913,7 @@ class Client:
             # other failure may hide a started job, and a second route would pay twice.
             if (
                 change is None
-                or not _route_missing(error)
+                or not route_missing(error)
                 or delivery_of(error) is not Delivery.REJECTED
             ):
                 raise
@@ -1225,11 +1192,7 @@ class Client:
             raise ClientClosedError(msg)
         if self._poller is None:
             self._poller = Poller(
-                self.poll,
-                fetch_batch=self._fetch_batch_raw,
-                fetch_one=self.fetch,
-                per_id=lambda: self._list_route is None,
-                hooks=self._notify_hook is not None,
+                self.poll, self._fetcher, hooks=self._notify_hook is not None, clock=self._clock
             )
             self._on_close(self._poller.aclose)
         return self._poller
@@ -1382,20 +1345,7 @@ class Client:
                 405 that is not the proxy's JSON, a web page): check the base URL.
             mjasync.InvalidRequestError: *task_id* cannot be a task id; nothing sent.
         """
-        target = task_id_of(task_id)
-        path = _task_path(target, "fetch")
-        where = self._where("GET", path)
-
-        def parse(response: Response) -> Task:
-            body = read_body(response, where, task_id=target)
-            if body is None or body == {}:
-                msg = f"{where}: task {target} not found (empty answer, HTTP {response.status})"
-                raise TaskNotFoundError(msg, task_id=target, status=response.status)
-            if self._server.watching:
-                self._server.observe_task(body)
-            return decode_task(body)
-
-        return await self._request("GET", path, parse)
+        return decode_task(await self._fetcher.fetch_one(task_id_of(task_id)))
 
     async def fetch_many(self, task_ids: Iterable[TaskRef]) -> list[Task]:
         """Snapshots of many tasks, batched; ids the server does not know are left out.
@@ -1407,74 +1357,18 @@ class Client:
         tasks: list[Task] = []
         size = self.poll.batch_size
         for start in range(0, len(ids), size):
-            tasks.extend(await self._fetch_batch(ids[start : start + size]))
+            tasks.extend(decode_tasks(await self._fetcher.fetch_batch(ids[start : start + size])))
         return tasks
 
-    async def _fetch_batch(self, ids: Sequence[str]) -> list[Task]:
-        """One batch of ids through the best route this server offers."""
-        items = await self._fetch_batch_raw(ids)
-        tasks = [item for item in items if isinstance(item, Task)]
-        raw = [item for item in items if not isinstance(item, Task)]
-        return tasks + decode_tasks(raw) if raw else tasks
-
-    async def _fetch_batch_raw(self, ids: Sequence[str]) -> list[object]:
-        """`_fetch_batch` without decoding: JSON items from the list routes, Tasks from fetch.
-
-        The poller decodes only the snapshots that changed, which is most of its CPU.
-        """
-        if not ids:
-            return []
-        while self._list_route is not None:
-            route = self._list_route
-            where = self._where("POST", route)
-
-            def parse(response: Response, where: str = where) -> list[object]:
-                body = read_body(response, where)
-                if body is None:
-                    return []
-                if not isinstance(body, list):
-                    msg = f"{where}: expected a JSON array of tasks, got {body_preview(body)}"
-                    raise DecodeError(msg, status=response.status, body=body)
-                if body and self._server.watching:
-                    self._server.observe_task(body[-1])
-                return body
-
-            try:
-                return await self._request("POST", route, parse, json={"ids": list(ids)})
-            except APIError as error:
-                if not _route_missing(error):
-                    raise
-                self._list_route = (
-                    "/task/list-by-ids" if route == "/task/list-by-condition" else None
-                )
-                logger.info("%s is missing on this server; trying %s", route, self._list_route)
-        return list(await self._fetch_each(ids))
-
-    async def _fetch_each(self, ids: Sequence[str]) -> list[Task]:
-        results: dict[str, Task] = {}
-        limiter = anyio.CapacityLimiter(_FALLBACK_FETCH_CONCURRENCY)
-
-        async def one(task_id: str) -> None:
-            async with limiter:
-                try:
-                    results[task_id] = await self.fetch(task_id)
-                except TaskNotFoundError:
-                    return
-
-        async with anyio.create_task_group() as group:
-            for task_id in ids:
-                group.start_soon(one, task_id)
-        return [results[i] for i in ids if i in results]
-
     @property
-    def batch_route(self) -> str:
+    def batch_route(self) -> BatchRoute:
         """How this client polls: ``list-by-condition``, ``list-by-ids`` or ``fetch``."""
-        return (self._list_route or "/task/fetch").rsplit("/", 1)[-1]
+        return self._fetcher.route
 
     async def image_seed(self, task_id: TaskRef) -> str:
         """The seed of a finished task (the proxy may take ~60 s to ask Discord)."""
         target = task_id_of(task_id)
-        path = _task_path(target, "image-seed")
+        path = task_path(target, "image-seed")
         where = self._where("GET", path)
 
         def parse(response: Response) -> str:
@@ -1496,7 +1390,7 @@ class Client:
             mjasync.APIError: refused (trueai's "演示模式，禁止操作" for a non-admin key).
         """
         target = task_id_of(task_id)
-        path = _task_path(target, "cancel")
+        path = task_path(target, "cancel")
         where = self._where("POST", path)
 
         def parse(response: Response) -> bool:
@@ -1811,14 +1705,6 @@ def _refuses_urls(error: APIError) -> bool:
     if isinstance(error, ServerError | RateLimitError | QueueFullError | TaskNotFoundError):
         return False
     return error.code == 4 and "base64" in (error.description or "").lower()
-
-
-def _route_missing(error: APIError) -> bool:
-    if isinstance(error, RouteNotFoundError):
-        return True
-    if isinstance(error, TaskNotFoundError):
-        return False
-    return error.status in _ROUTE_MISSING_STATUSES
 
 
 def _upload_urls(body: object, where: str, status: int) -> list[str]:

@@ -45,7 +45,14 @@ from ._retry import parse_retry_after
 from ._serde import decode_submission, parse_int
 from ._transport import Response
 
-__all__ = ["ACCEPTED_CODES", "explain_auth", "read_body", "submission_or_raise"]
+__all__ = [
+    "ACCEPTED_CODES",
+    "ROUTE_MISSING_STATUSES",
+    "explain_auth",
+    "read_body",
+    "route_missing",
+    "submission_or_raise",
+]
 
 ACCEPTED_CODES = frozenset({1, 22})
 MODAL_CODE = 21
@@ -73,6 +80,8 @@ _CODE_3_NOT_A_TASK = (
     "未找到 Shortened prompts",
     "实例不存在",
 )
+ROUTE_MISSING_STATUSES = frozenset({404, 405, 501})
+"""Statuses that, without the proxy's own JSON, say the server has no such route."""
 # Statuses whose HTML page still says something about the request itself rather than a
 # missing route (nginx answers a too-large image with a 413 page).
 _NOT_A_ROUTE_STATUSES = frozenset({401, 403, 407, 408, 413, 414, 429, 431})
@@ -375,8 +384,9 @@ def read_body(response: Response, where: str, *, task_id: str | None = None) -> 
     if status >= 500:
         msg = f"{where}: server error: {_reason(description)} (HTTP {status})"
         raise ServerError(msg, body=body, **common)
-    if status in {404, 405}:
+    if status in ROUTE_MISSING_STATUSES:
         # Not the proxy's JSON (that has a code, handled above): the route is missing.
+        # (A bare 501 is a ServerError above: it is retried before it counts as missing.)
         raise _route_not_found(where, status, body, html=html)
     if html and status not in _NOT_A_ROUTE_STATUSES:
         raise _route_not_found(where, status, body, html=html)
@@ -387,6 +397,19 @@ def read_body(response: Response, where: str, *, task_id: str | None = None) -> 
         raise SubmitRejectedError(msg, body=body, **common)
     msg = f"{where}: request failed: {_reason(description)} (HTTP {status})"
     raise APIError(msg, body=body, **common)
+
+
+def route_missing(error: APIError) -> bool:
+    """Does *error* say the server lacks the route (so another route may be tried)?
+
+    A `RouteNotFoundError`, or any answer with a route-missing status (a 501 after its
+    retries, a proxy's own JSON 404/405) that is not about an unknown task.
+    """
+    if isinstance(error, RouteNotFoundError):
+        return True
+    if isinstance(error, TaskNotFoundError):
+        return False
+    return error.status in ROUTE_MISSING_STATUSES
 
 
 def submission_or_raise(
