@@ -39,6 +39,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import attrs
 
 from ._errors import InvalidRequestError
+from ._serde import try_json
 from ._webhook import MAX_NOTIFICATION_BYTES
 
 if TYPE_CHECKING:
@@ -221,11 +222,8 @@ class NotificationBus(abc.ABC):
             # Decoded once here so that only a single JSON object is ever framed: bytes
             # that are not one (or that carry a second "notification" key after a
             # comma) would make an envelope that says something else.
-            try:
-                valid = isinstance(json.loads(body), dict)
-            except (ValueError, RecursionError):
-                valid = False
-            if not valid:
+            decoded, _ = try_json(body)
+            if not isinstance(decoded, dict):
                 self._dropped_invalid += 1
                 return None
         if len(body) > self.max_message_bytes:
@@ -243,11 +241,7 @@ class NotificationBus(abc.ABC):
         if len(raw) > self.max_message_bytes + _ENVELOPE_ALLOWANCE:
             self._dropped_oversize += 1
             return
-        try:
-            envelope = json.loads(raw)
-        except (ValueError, RecursionError):
-            self._dropped_invalid += 1
-            return
+        envelope, _ = try_json(raw)
         if not (
             isinstance(envelope, dict)
             and type(envelope.get("mjasync")) is int

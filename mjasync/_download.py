@@ -22,8 +22,8 @@ import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, Literal, cast
-from urllib.parse import urlsplit, urlunsplit
+from typing import IO, Any, Literal, cast, get_args
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
@@ -40,13 +40,16 @@ from ._errors import (
 )
 from ._images import sniff_mime
 from ._models import Task, TaskAction, TaskStatus
-from ._retry import RequestKind, RetryPolicy, parse_retry_after, with_retries
+from ._policy import RetryPolicy
+from ._redact import display_url
+from ._retry import RequestKind, parse_retry_after, with_retries
 from ._transport import AsyncTransport, Request
 
 __all__ = [
     "DEFAULT_MAX_DOWNLOAD_BYTES",
     "LocalFileError",
     "MediaKind",
+    "check_kind",
     "default_kind",
     "download_result",
     "file_stem",
@@ -54,7 +57,6 @@ __all__ = [
     "is_complete_image",
     "is_complete_video",
     "media_url",
-    "same_origin",
     "video_kind",
 ]
 
@@ -64,6 +66,16 @@ DEFAULT_MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
 
 MediaKind = Literal["image", "video"]
 """What `Client.download` saves: the task's ``"image"`` or its ``"video"``."""
+_MEDIA_KINDS: tuple[str, ...] = get_args(MediaKind)
+
+
+def check_kind(kind: object) -> MediaKind | None:
+    """*kind* when it is a `MediaKind` or None; `InvalidRequestError` otherwise."""
+    if kind is not None and kind not in _MEDIA_KINDS:
+        msg = f'kind must be "image", "video" or None, got {kind!r}'
+        raise InvalidRequestError(msg)
+    return cast(MediaKind | None, kind)
+
 
 _IMAGE_SUFFIX_BY_TYPE = {
     "image/png": ".png",
@@ -302,29 +314,6 @@ def is_complete_video(path: str | os.PathLike[str]) -> bool:
     return kind == "quicktime" or types[0] == b"ftyp"
 
 
-def same_origin(url: str, base_url: str) -> bool:
-    """True when *url* has the scheme, host and port of *base_url*."""
-    return _origin(url) == _origin(base_url)
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port is None:
-        port = {"http": 80, "https": 443}.get(scheme)
-    return scheme, (parts.hostname or "").lower(), port
-
-
-def _redacted(url: str) -> str:
-    """The URL without its query: CDN signatures have no place in logs or errors."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(query="", fragment=""))
-
-
 def _fit(name: str, limit: int = _MAX_STEM_BYTES) -> str:
     """*name* if it fits in *limit* UTF-8 bytes; else a prefix plus a hash of the whole.
 
@@ -520,7 +509,7 @@ async def _fetch_once(
     kind: MediaKind,
 ) -> Path:
     """One attempt: stream into a temporary file and rename it, or leave nothing behind."""
-    where = f"GET {_redacted(request.url)}"
+    where = f"GET {display_url(request.url)}"
     async with transport.stream(request) as response:
         if not 200 <= response.status < 300:
             raise _status_error(response.status, where, response.headers, kind)
@@ -622,7 +611,7 @@ def media_url(task: Task, kind: MediaKind) -> str:
             msg = f"task {task.id} has no image: its imageUrl is its video; use kind='video'"
             raise InvalidRequestError(msg)
     if urlsplit(url).scheme.lower() not in {"http", "https"}:
-        msg = f"task {task.id} has a {kind} URL that is not http(s): {_redacted(url)!r}"
+        msg = f"task {task.id} has a {kind} URL that is not http(s): {display_url(url)!r}"
         raise InvalidRequestError(msg)
     return url
 
@@ -643,11 +632,8 @@ async def download_result(
     """Save *task*'s final image or video in *directory*; return its path (`Client.download`).
 
     *headers* are sent as given: the caller decides whether the result's host may see
-    the API key.
+    the API key. *kind* was checked by the caller (`check_kind`).
     """
-    if kind not in {"image", "video"}:
-        msg = f'kind must be "image" or "video", got {kind!r}'
-        raise InvalidRequestError(msg)
     if task.status != TaskStatus.SUCCESS:
         msg = (
             f"task {task.id} is {task.status or 'without status'}, not SUCCESS; "

@@ -20,7 +20,6 @@ with their English (`mjasync._glossary`), and never contain the key.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -42,12 +41,13 @@ from ._errors import (
 from ._glossary import with_english
 from ._models import Submission
 from ._retry import parse_retry_after
-from ._serde import decode_submission, parse_int
+from ._serde import decode_submission, parse_int, try_json
 from ._transport import Response
 
 __all__ = [
     "ACCEPTED_CODES",
     "ROUTE_MISSING_STATUSES",
+    "as_route_not_found",
     "explain_auth",
     "read_body",
     "route_missing",
@@ -98,10 +98,8 @@ def _parse(response: Response) -> tuple[object, bool]:
     content = response.content.strip()
     if not content:
         return None, False
-    try:
-        return json.loads(content), True
-    except (ValueError, RecursionError):
-        return response.text, False
+    body, parsed = try_json(content)
+    return (body, True) if parsed else (response.text, False)
 
 
 def _header(response: Response, name: str) -> str:
@@ -397,6 +395,14 @@ def read_body(response: Response, where: str, *, task_id: str | None = None) -> 
         raise SubmitRejectedError(msg, body=body, **common)
     msg = f"{where}: request failed: {_reason(description)} (HTTP {status})"
     raise APIError(msg, body=body, **common)
+
+
+def as_route_not_found(error: APIError, where: str) -> RouteNotFoundError:
+    """A `RouteNotFoundError` for an answer `route_missing` reads as "no such route"."""
+    if isinstance(error, RouteNotFoundError):
+        return error
+    status = error.status if error.status is not None else 404
+    return _route_not_found(where, status, error.body, html=False)
 
 
 def route_missing(error: APIError) -> bool:

@@ -44,6 +44,7 @@ __all__ = [
     "parse_progress",
     "parse_time",
     "task_object",
+    "try_json",
     "video_links",
 ]
 
@@ -424,14 +425,26 @@ converter.register_unstructure_hook(
 )
 
 
+def try_json(content: bytes | str) -> tuple[Any, bool]:
+    """``(value, True)`` for JSON text, ``(None, False)`` for anything else.
+
+    The one place mjasync parses JSON: neither ValueError nor RecursionError (a body
+    nested too deep) ever escapes.
+    """
+    try:
+        return json.loads(content), True
+    except (ValueError, RecursionError):
+        return None, False
+
+
 def decode_json(content: bytes) -> Any:
     """Parse a body as JSON; DecodeError (never ValueError) when it is not JSON."""
-    try:
-        return json.loads(content)
-    except (ValueError, RecursionError) as exc:
+    value, parsed = try_json(content)
+    if not parsed:
         preview = content[:200].decode("utf-8", "replace")
         msg = f"the server sent a body that is not JSON: {body_preview(preview)}"
-        raise DecodeError(msg, body=preview) from exc
+        raise DecodeError(msg, body=preview)
+    return value
 
 
 def decode_task(data: object) -> Task:
