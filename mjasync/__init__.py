@@ -11,7 +11,7 @@ from ._admission import SubmitGate
 from ._chains import gather_chains
 from ._client import AuthStyle, Client
 from ._detect import Dialect, ServerInfo
-from ._download import LocalFileError, MediaKind, file_stem
+from ._download import LocalFileError, file_stem
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -40,6 +40,7 @@ from ._errors import (
     delivery_of,
 )
 from ._images import ImageInput
+from ._media import MediaKind
 from ._models import (
     TERMINAL_STATUSES,
     AccountFilter,

@@ -21,9 +21,10 @@ from ._base import AuthStyle
 from ._buttons import Button
 from ._checks import check_timeout
 from ._detect import NOTIFY_SILENCE_TASKS
-from ._download import MediaKind, check_kind, default_kind, download_result, media_url
+from ._download import download_result
 from ._errors import InvalidRequestError, TaskCancelledError, TaskFailedError
 from ._images import ImageInput
+from ._media import MediaKind, check_kind, default_kind, media_url
 from ._models import Task, TaskRef, outcome, resolve_button, task_id_of
 from ._policy import PollStats
 from ._poll import Poller

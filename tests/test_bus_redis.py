@@ -24,7 +24,7 @@ from typing import Any
 import anyio
 import pytest
 
-from mjasync._bus import RedisBus
+from mjasync._redis_bus import RedisBus
 
 
 def in_ci() -> bool:
