@@ -48,6 +48,7 @@ __all__ = [
     "ACCEPTED_CODES",
     "ROUTE_MISSING_STATUSES",
     "as_route_not_found",
+    "auth_shape",
     "explain_auth",
     "read_body",
     "route_missing",
@@ -240,8 +241,12 @@ def _route_not_found(where: str, status: int, body: object, *, html: bool) -> Ro
     return RouteNotFoundError(msg, url=url, status=status, code=None, body=body)
 
 
-def _auth_shape(status: int, body: object) -> tuple[str, tuple[str, ...]]:
-    """Who refuses this way, and the ``auth=`` styles that server reads (preferred first)."""
+def auth_shape(status: int, body: object) -> tuple[str, tuple[str, ...]]:
+    """Who refuses this way, and the ``auth=`` styles that server reads (preferred first).
+
+    The sentence is empty, and the styles too, when the refusal looks like no server
+    in particular.
+    """
     if status == 401 and body is None:
         # novicezk ApiAuthorizeInterceptor.java: status 401, nothing written; it reads
         # only the mj-api-secret header (Constants.API_SECRET_HEADER_NAME).
@@ -280,7 +285,7 @@ def _auth_message(
     *,
     known: bool,
 ) -> tuple[str, tuple[str, ...]]:
-    shape, reads = _auth_shape(status, body)
+    shape, reads = auth_shape(status, body)
     said = f": {with_english(description)}" if description else ", empty body"
     parts = [f"{where}: authentication failed (HTTP {status}{said})"]
     if not known:
@@ -299,6 +304,10 @@ def _auth_message(
     elif known and auth_style is not None and reads:
         parts.append("the key went where this server looks for it, so check the key itself")
     return "; ".join(parts), suggested
+
+
+# The name cli.py imports (until it imports auth_shape).
+_auth_shape = auth_shape
 
 
 def explain_auth(error: AuthenticationError, *, where: str, auth_style: str | None) -> None:
