@@ -73,6 +73,7 @@ import gc
 import json
 import logging
 import os
+import random
 import re
 import secrets
 import shutil
@@ -83,12 +84,14 @@ import tempfile
 import time
 import traceback
 import zlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import mjasync
 from mjasync import simulator
+
+_T = TypeVar("_T")
 
 # -- profiles ------------------------------------------------------------------------------
 
@@ -108,6 +111,12 @@ class Profile:
     budget: float
     faults: Mapping[str, float]
     dialect: str = "plus"
+    # The share of chains whose caller cancels the imagine's wait or upscale_all, at a
+    # uniform time in [0, cancel_within] of it; and the share whose caller cancels their
+    # first download within its first 30 ms.
+    cancel_rate: float = 0.05
+    cancel_within: float = 2.0
+    cancel_download_rate: float = 0.0
     poll_interval: float = 0.2
     poll_max_interval: float = 1.0
     # The safety-net poll once callbacks arrive (a lost final callback costs this much).
@@ -162,6 +171,8 @@ FAST = Profile(
     budget=60.0,
     poll_max_interval=0.5,
     webhook_interval=0.5,
+    cancel_rate=0.1,
+    cancel_within=1.0,
     faults={
         "server_error": 0.04,
         "rate_limit": 0.04,
@@ -212,6 +223,10 @@ FAULT_KINDS = (
     "image_truncated",
     "image_wrong_type",
 )
+# A cancelled chain must end within this many seconds of its cancellation.
+CANCEL_LAG = 1.0
+PENDING = "PENDING"
+CANCELLED = "CANCELLED"
 _STEP_ORDER = ("imagine", "U1", "U2", "U3", "U4", "get U1", "get U2", "get U3", "get U4")
 _FILE_NAME = re.compile(r"^(?P<id>\d+)\.png$")
 
@@ -276,7 +291,9 @@ class Step:
     """What one client call of a chain returned or raised."""
 
     name: str  # "imagine", "U1".."U4", "get U1".."get U4"
-    outcome: str = "SUCCESS"  # or the exception's class name
+    # SUCCESS, the exception's class name, SKIPPED (nothing to download), PENDING (the
+    # call is running) or CANCELLED (the caller cancelled the chain during the call).
+    outcome: str = PENDING
     task_id: str | None = None
     status: str | None = None  # the final status the client reported
     error: BaseException | None = None
@@ -292,9 +309,19 @@ class Chain:
     state: str
     steps: dict[str, Step] = dataclasses.field(default_factory=dict)
     grid_id: str | None = None
+    # The caller's cancellation: in which call ("imagine": its wait, "upscale":
+    # upscale_all, "download": the first download), after how many seconds of it, and
+    # how late the chain ended.
+    cancel_phase: str | None = None
+    cancel_after: float | None = None
+    cancelled: bool = False
+    cancel_lag: float = 0.0
+    ignored_cancel: bool = False
 
     @property
     def outcome(self) -> str:
+        if self.cancelled:
+            return "cancelled by the caller"
         for name in _STEP_ORDER:
             step = self.steps.get(name)
             if step is not None and step.outcome != "SUCCESS":
@@ -325,41 +352,46 @@ def _failed(step: Step, error: BaseException, *, at_submit: bool) -> Step:
 # -- one chain -----------------------------------------------------------------------------
 
 
-async def run_chain(
-    mj: mjasync.Client, index: int, seed: int, profile: Profile, out: Path
-) -> Chain:
+async def run_chain(mj: mjasync.Client, chain: Chain, profile: Profile, out: Path) -> None:
     """imagine -> await -> upscale_all -> download each upscale; every outcome recorded."""
-    chain = Chain(index, f"soak-{seed}-{index}")
     imagine = chain.steps["imagine"] = Step("imagine")
-    prompt = f"soak {index}: a lighthouse in the fog, watercolor --ar 3:2"
+    prompt = f"soak {chain.index}: a lighthouse in the fog, watercolor --ar 3:2"
     try:
         submission = await mj.imagine(prompt, state=chain.state)
     except Exception as error:
         _failed(imagine, error, at_submit=True)
-        return chain
+        return
     imagine.task_id = submission.task_id
     imagine.deadline = time.time() + profile.wait_timeout
     try:
-        grid = await mj.await_task(submission, timeout=profile.wait_timeout)
+        grid = await _phase(
+            chain, "imagine", mj.await_task(submission, timeout=profile.wait_timeout)
+        )
     except Exception as error:
         _failed(imagine, error, at_submit=False)
-        return chain
-    imagine.status = grid.status
+        return
+    imagine.outcome, imagine.status = "SUCCESS", grid.status
     chain.grid_id = grid.id
 
     deadline = time.time() + profile.wait_timeout
+    for n in range(1, 5):
+        chain.steps[f"U{n}"] = Step(f"U{n}", deadline=deadline)
     try:
-        results = await mj.upscale_all(grid, timeout=profile.wait_timeout, return_exceptions=True)
+        results = await _phase(
+            chain,
+            "upscale",
+            mj.upscale_all(grid, timeout=profile.wait_timeout, return_exceptions=True),
+        )
     except Exception as error:
         # Raised before any U was pressed (no U buttons): every U gets the error.
         for n in range(1, 5):
-            _failed(chain.steps.setdefault(f"U{n}", Step(f"U{n}")), error, at_submit=True)
-        return chain
+            _failed(chain.steps[f"U{n}"], error, at_submit=True)
+        return
     upscales: list[tuple[int, mjasync.Task]] = []
     for n, result in enumerate(results, 1):
-        step = chain.steps[f"U{n}"] = Step(f"U{n}", deadline=deadline)
+        step = chain.steps[f"U{n}"]
         if isinstance(result, mjasync.Task):
-            step.task_id, step.status = result.id, result.status
+            step.outcome, step.task_id, step.status = "SUCCESS", result.id, result.status
             upscales.append((n, result))
         else:
             task_id, _ = _task_of(result)
@@ -370,15 +402,56 @@ async def run_chain(
             )
             _failed(step, result, at_submit=not waiting)
 
+    for n in range(1, 5):
+        # A U that did not succeed has nothing to download: its failure is the job's.
+        chain.steps[f"get U{n}"] = Step(f"get U{n}", outcome="SKIPPED")
     for n, upscale in upscales:
         step = chain.steps[f"get U{n}"] = Step(f"get U{n}", task_id=upscale.id)
         try:
-            step.path = await mj.download(upscale, out)
+            step.path = await _phase(chain, "download", mj.download(upscale, out))
         except Exception as error:
             _failed(step, error, at_submit=False)
-    for n in range(1, 5):
-        # A U that did not succeed has nothing to download: its failure is the job's.
-        chain.steps.setdefault(f"get U{n}", Step(f"get U{n}", outcome="SKIPPED"))
+        else:
+            step.outcome = "SUCCESS"
+
+
+class CallerCancelled(BaseException):
+    """The harness cancelled a chain the way a caller would (not an error of the client)."""
+
+
+async def _phase(chain: Chain, phase: str, call: Awaitable[_T]) -> _T:
+    """Await *call*; if the chain's caller cancels during *phase*, cancel it after
+    ``chain.cancel_after`` seconds (a native task cancellation, as ``asyncio.timeout``,
+    ``wait_for`` and web frameworks deliver) and end the chain with `CallerCancelled`."""
+    if chain.cancel_phase != phase or chain.cancel_after is None:
+        return await call
+    chain.cancel_phase = None  # once per chain
+    started = time.monotonic()
+    scope = asyncio.timeout(chain.cancel_after)
+    try:
+        async with scope:
+            return await call
+    except TimeoutError as error:
+        if type(error) is TimeoutError and scope.expired():
+            chain.cancelled = True
+            chain.cancel_lag = time.monotonic() - started - chain.cancel_after
+            raise CallerCancelled from None
+        raise
+    finally:
+        # Expired, yet the call returned or raised something else: it swallowed (or
+        # converted) the cancellation.
+        if scope.expired() and not chain.cancelled:
+            chain.ignored_cancel = True
+
+
+async def one_chain(mj: mjasync.Client, chain: Chain, profile: Profile, out: Path) -> Chain:
+    """`run_chain`, ended early if its caller cancels it."""
+    try:
+        await run_chain(mj, chain, profile, out)
+    except CallerCancelled:
+        for step in chain.steps.values():
+            if step.outcome == PENDING:
+                step.outcome = CANCELLED
     return chain
 
 
@@ -484,9 +557,24 @@ async def soak(profile: Profile, seed: int, base_url: str, api_key: str, out: Pa
     started = time.monotonic()
     chains: list[Chain] = []
     try:
-        async with client as mj, asyncio.timeout(profile.budget):
+        # The budget wraps the client: running out cancels the calls and closes the client
+        # while the cancellation is under way (the path of an app shut down by cancellation).
+        async with asyncio.timeout(profile.budget), client as mj:
+            # The caller gives up on a few chains, at a random point of their run.
+            rng = random.Random(f"{seed}:cancel")
+            chains_in = []
+            for i in range(profile.jobs):
+                chain = Chain(i, f"soak-{seed}-{i}")
+                if rng.random() < profile.cancel_rate:
+                    chain.cancel_phase = rng.choice(("imagine", "upscale"))
+                    chain.cancel_after = rng.uniform(0.0, profile.cancel_within)
+                elif rng.random() < profile.cancel_download_rate:
+                    # A download of a small PNG takes a few milliseconds.
+                    chain.cancel_phase = "download"
+                    chain.cancel_after = rng.uniform(0.0, 0.03)
+                chains_in.append(chain)
             outcomes = await mjasync.gather_chains(
-                (run_chain(mj, i, seed, profile, out) for i in range(profile.jobs)),
+                (one_chain(mj, chain, profile, out) for chain in chains_in),
                 limit=profile.concurrency,
             )
             for outcome in outcomes:
@@ -494,6 +582,13 @@ async def soak(profile: Profile, seed: int, base_url: str, api_key: str, out: Pa
                     chains.append(outcome)
                 else:
                     harness_errors.append("".join(traceback.format_exception(outcome)))
+            # Every call has returned or been cancelled: nothing may still wait or poll.
+            left = mj.poll_stats
+            if left.waiters or left.polled_ids:
+                harness_errors.append(
+                    f"the poller still holds {left.waiters} waiters and polls "
+                    f"{left.polled_ids} ids after every call ended"
+                )
     except TimeoutError:
         harness_errors.append(f"the soak did not finish within its budget of {profile.budget} s")
     wall = time.monotonic() - started
@@ -566,6 +661,7 @@ class Verdict:
     misreported: list[str]
     maybe_sent_created: int
     maybe_sent_never_arrived: int
+    abandoned: int
     false_timeouts: int
     corrupt: list[str]
     partial: list[str]
@@ -680,6 +776,7 @@ def judge(run: Run, capture: Capture, out: Path, api_key: str, profile: Profile)
     lost: list[str] = []
     misreported: list[str] = []
     maybe_sent_created = 0
+    abandoned = 0
     false_timeouts = 0
     margin = _margin(profile)
     for (state, name), found in owned.items():
@@ -688,6 +785,10 @@ def judge(run: Run, capture: Capture, out: Path, api_key: str, profile: Profile)
             foreign.extend(f"task {t['id']}: job {chain.index} never reached {name}" for t in found)
             continue
         step = chain.steps[name]
+        if step.outcome == CANCELLED:
+            # The caller walked away during this call: the job is theirs to look up.
+            abandoned += len(found)
+            continue
         if len(found) > 1:
             # The extra copies are duplicates (counted above); judge the one reported.
             found = [t for t in found if t["id"] == step.task_id] or found[:1]
@@ -723,6 +824,19 @@ def judge(run: Run, capture: Capture, out: Path, api_key: str, profile: Profile)
         if step.task_id and not step.name.startswith("get") and step.task_id not in tasks
     )
 
+    for chain in run.chains:
+        if chain.cancelled and chain.cancel_lag > CANCEL_LAG:
+            problems.append(
+                f"job {chain.index}: cancelled, yet it ended {chain.cancel_lag:.2f} s later"
+            )
+        if chain.ignored_cancel:
+            problems.append(f"job {chain.index}: a call swallowed the caller's cancellation")
+        problems.extend(
+            f"job {chain.index} {step.name}: never finished"
+            for step in chain.steps.values()
+            if step.outcome == PENDING
+        )
+
     corrupt, partial, missing_files = _check_files(run, out)
     jobs = len(run.chains)
     outcomes = collections.Counter(chain.outcome for chain in run.chains)
@@ -754,6 +868,7 @@ def judge(run: Run, capture: Capture, out: Path, api_key: str, profile: Profile)
         misreported=misreported,
         maybe_sent_created=maybe_sent_created,
         maybe_sent_never_arrived=never_arrived,
+        abandoned=abandoned,
         false_timeouts=false_timeouts,
         corrupt=corrupt,
         partial=partial,
@@ -787,12 +902,16 @@ def _check_files(run: Run, out: Path) -> tuple[list[str], list[str], list[str]]:
     missing: list[str] = []
     saved: dict[str, Path] = {}
     failed: set[str] = set()
+    cancelled: set[str] = set()
     for chain in run.chains:
         for step in chain.steps.values():
             if not step.name.startswith("get") or step.task_id is None:
                 continue
             if step.path is not None:
                 saved[step.task_id] = step.path
+            elif step.outcome == CANCELLED:
+                # Cancelled around the final rename, a complete file may stay: fine.
+                cancelled.add(step.task_id)
             elif step.outcome != "SKIPPED":
                 failed.add(step.task_id)
     present: set[str] = set()
@@ -808,7 +927,7 @@ def _check_files(run: Run, out: Path) -> tuple[list[str], list[str], list[str]]:
             corrupt.append(f"{path.name}: {problem}")
         if task_id in failed:
             corrupt.append(f"{path.name}: written although its download raised")
-        elif task_id not in saved:
+        elif task_id not in saved and task_id not in cancelled:
             corrupt.append(f"{path.name}: no download returned it")
     for task_id, path in saved.items():
         if task_id not in present or path.parent.resolve() != out.resolve():
@@ -879,6 +998,8 @@ def summary(run: Run, verdict: Verdict, profile: Profile, seed: int) -> dict[str
         "misreported": len(verdict.misreported),
         "maybe_sent_created": verdict.maybe_sent_created,
         "maybe_sent_never_arrived": verdict.maybe_sent_never_arrived,
+        "cancelled_jobs": sum(1 for chain in run.chains if chain.cancelled),
+        "abandoned_tasks": verdict.abandoned,
         "corrupt": len(verdict.corrupt),
         "partial": len(verdict.partial),
         "missing_files": len(verdict.missing_files),
@@ -913,6 +1034,10 @@ def report(data: dict[str, Any], verdict: Verdict) -> str:
     lines.append(
         f"maybe-sent submits (reported honestly): the server created {data['maybe_sent_created']}"
         f", never received {data['maybe_sent_never_arrived']}"
+    )
+    lines.append(
+        f"cancelled by the caller: {data['cancelled_jobs']} jobs, leaving "
+        f"{data['abandoned_tasks']} server tasks to their owner"
     )
     for title, items in (
         ("duplicates", verdict.duplicates),
@@ -1013,6 +1138,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dialect", choices=sorted(AUTH), default="plus", help="the simulator's dialect"
     )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        metavar="SECONDS",
+        help="cancel the whole run after this long (default: the profile's); the client "
+        "is then closed while its calls are being cancelled",
+    )
+    parser.add_argument(
+        "--cancel-downloads",
+        type=float,
+        metavar="RATE",
+        help="the share of chains whose caller cancels a download (default 0)",
+    )
     parser.add_argument("--out", type=Path, help="keep the downloads here (default: a temp dir)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON too")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
@@ -1028,6 +1166,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.concurrency is not None:
         profile = dataclasses.replace(profile, concurrency=args.concurrency)
     profile = dataclasses.replace(profile, dialect=args.dialect)
+    if args.budget is not None:
+        profile = dataclasses.replace(profile, budget=args.budget)
+    if args.cancel_downloads is not None:
+        profile = dataclasses.replace(profile, cancel_download_rate=args.cancel_downloads)
     data, text = run_soak(profile, args.seed, args.out)
     print(text, flush=True)
     if args.json:
