@@ -75,6 +75,7 @@ import logging
 import os
 import random
 import re
+import resource
 import secrets
 import shutil
 import struct
@@ -662,6 +663,7 @@ class Verdict:
     maybe_sent_created: int
     maybe_sent_never_arrived: int
     abandoned: int
+    late_notice: list[str]
     false_timeouts: int
     corrupt: list[str]
     partial: list[str]
@@ -778,6 +780,7 @@ def judge(run: Run, capture: Capture, out: Path, api_key: str, profile: Profile)
     maybe_sent_created = 0
     abandoned = 0
     false_timeouts = 0
+    late_notice: list[str] = []
     margin = _margin(profile)
     for (state, name), found in owned.items():
         chain = chains[state]
@@ -815,6 +818,10 @@ def judge(run: Run, capture: Capture, out: Path, api_key: str, profile: Profile)
                 if early > margin:
                     false_timeouts += 1
                     lost.append(f"{where}: TaskTimeoutError, finished {early:.1f} s before")
+                elif early > 0:
+                    # Finished so close to the deadline that the client may not have seen
+                    # it yet: not counted against it, but shown.
+                    late_notice.append(f"{where}: finished {early:.2f} s before the deadline")
         elif finished:
             lost.append(f"{where}: the client reported {step.outcome} for task {step.task_id}")
     misreported.extend(
@@ -869,6 +876,7 @@ def judge(run: Run, capture: Capture, out: Path, api_key: str, profile: Profile)
         maybe_sent_created=maybe_sent_created,
         maybe_sent_never_arrived=never_arrived,
         abandoned=abandoned,
+        late_notice=late_notice,
         false_timeouts=false_timeouts,
         corrupt=corrupt,
         partial=partial,
@@ -987,6 +995,8 @@ def summary(run: Run, verdict: Verdict, profile: Profile, seed: int) -> dict[str
         "routes": run.routes,
         "client_requests": run.client_requests,
         "tasks": len(run.tasks),
+        # Peak resident memory of this process (client, harness and debug mode together).
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "faults": {kind: run.fault_counts.get(kind, 0) for kind in FAULT_KINDS},
         "outcomes": dict(verdict.outcomes.most_common()),
         "steps": {name: dict(c.most_common()) for name, c in verdict.steps.items()},
@@ -995,6 +1005,7 @@ def summary(run: Run, verdict: Verdict, profile: Profile, seed: int) -> dict[str
         "resent_after_maybe_sent": len(verdict.resent),
         "lost": len(verdict.lost),
         "false_timeouts": verdict.false_timeouts,
+        "timeouts_within_margin": len(verdict.late_notice),
         "misreported": len(verdict.misreported),
         "maybe_sent_created": verdict.maybe_sent_created,
         "maybe_sent_never_arrived": verdict.maybe_sent_never_arrived,
@@ -1014,11 +1025,12 @@ def report(data: dict[str, Any], verdict: Verdict) -> str:
     lines = [
         f"soak ({data['profile']}, {data['dialect']}): seed {data['seed']}, {data['jobs']} jobs, "
         f"{data['wall_s']:.1f} s, {data['requests']:,} requests to the simulator "
-        f"({data['client_requests']:,} sent by the client), {data['tasks']:,} tasks",
+        f"({data['client_requests']:,} sent by the client), {data['tasks']:,} tasks, "
+        f"peak RSS {data['peak_rss_mb']:.0f} MB",
         "faults played (simulator):",
-        *(f"  {kind:<20} {n:>6,}" for kind, n in data["faults"].items()),
+        *(f"  {kind:<24} {n:>6,}" for kind, n in data["faults"].items()),
         "jobs by outcome:",
-        *(f"  {name:<20} {n:>6,}" for name, n in data["outcomes"].items()),
+        *(f"  {name:<24} {n:>6,}" for name, n in data["outcomes"].items()),
     ]
     for name, counts in data["steps"].items():
         lines.append(f"{name} steps: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -1026,7 +1038,8 @@ def report(data: dict[str, Any], verdict: Verdict) -> str:
     lines.append(
         f"duplicates {data['duplicates']}, resent after maybe-sent "
         f"{data['resent_after_maybe_sent']}, lost {data['lost']} (false timeouts "
-        f"{data['false_timeouts']}), misreported {data['misreported']}, corrupt "
+        f"{data['false_timeouts']}; timeouts within the margin, not counted: "
+        f"{data['timeouts_within_margin']}), misreported {data['misreported']}, corrupt "
         f"{data['corrupt']}, partial {data['partial']}, missing files "
         f"{data['missing_files']}, foreign tasks {data['foreign_tasks']}, key leaks "
         f"{data['key_leaks']}, other problems {data['problems']}"
@@ -1043,6 +1056,7 @@ def report(data: dict[str, Any], verdict: Verdict) -> str:
         ("duplicates", verdict.duplicates),
         ("resent after maybe-sent", verdict.resent),
         ("lost", verdict.lost),
+        ("timeouts within the margin (not failures)", verdict.late_notice),
         ("misreported", verdict.misreported),
         ("corrupt files", verdict.corrupt),
         ("partial files", verdict.partial),
