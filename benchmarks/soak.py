@@ -61,6 +61,9 @@ How each check is judged (the server's own record, ``GET /sim/tasks`` and
   (where ``-W error::ResourceWarning`` sends an unclosed resource found by ``__del__``)
   and the asyncio logger reported nothing, also after the loop closed.
 * **Key leaks**: the API key appears in no exception message or repr and no log record.
+* **Forged notifications**: an attacker posts final statuses for real task ids to the
+  webhook, without the token, with a wrong one, or 2 MB large; any answer but 401, 403
+  or 413 fails the soak.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ import asyncio
 import collections
 import dataclasses
 import gc
+import io
 import json
 import logging
 import os
@@ -195,6 +199,8 @@ FAST = Profile(
     },
 )
 
+# Seconds between two forged notifications of the attacker.
+ATTACK_INTERVAL = 0.05
 # How each dialect's server reads the key (see mjasync.simulator's auth rules).
 AUTH: dict[str, mjasync.AuthStyle] = {
     "plus": "mj-api-secret",
@@ -516,8 +522,46 @@ class Run:
 
     client_requests: int
     hooks: collections.Counter[int]
+    attacks: collections.Counter[str]
     wall: float
     leaks: list[str]
+
+
+async def attack(
+    url: str, chains: list[Chain], stop: asyncio.Event, answers: collections.Counter[str], seed: int
+) -> None:
+    """Post forged notifications to the webhook until *stop*: final statuses for real task
+    ids, without the token, with a wrong one, or 2 MB large. None may change anything."""
+    import aiohttp
+
+    rng = random.Random(f"{seed}:attack")
+    async with aiohttp.ClientSession() as http:
+        while not stop.is_set():
+            await asyncio.sleep(ATTACK_INTERVAL)
+            known = [c.steps["imagine"].task_id for c in chains if "imagine" in c.steps]
+            task_ids = [task_id for task_id in known if task_id]
+            if not task_ids:
+                continue
+            forged = {
+                "id": rng.choice(task_ids),
+                "status": rng.choice(("SUCCESS", "FAILURE", "CANCEL")),
+                "progress": "100%",
+                "failReason": "forged",
+                "imageUrl": "http://127.0.0.1:9/forged.png",
+            }
+            roll = rng.random()
+            body: bytes | io.BytesIO = json.dumps(forged).encode()
+            if roll < 0.1:
+                body = io.BytesIO(b" " * (2 << 20))  # aiohttp wants big bodies as files
+            target = url if roll > 0.55 else f"{url}?token={secrets.token_urlsafe(32)}"
+            try:
+                async with http.post(
+                    target, data=body, headers={"Content-Type": "application/json"}
+                ) as response:
+                    answers[str(response.status)] += 1
+            except aiohttp.ClientError as error:
+                # A refusal sent before a large body was read may cut the upload short.
+                answers[type(error).__name__] += 1
 
 
 async def soak(profile: Profile, seed: int, base_url: str, api_key: str, out: Path) -> Run:
@@ -525,6 +569,7 @@ async def soak(profile: Profile, seed: int, base_url: str, api_key: str, out: Pa
     from aiohttp import web
 
     hooks: collections.Counter[int] = collections.Counter()
+    attacks: collections.Counter[str] = collections.Counter()
     harness_errors: list[str] = []
     client: mjasync.Client | None = None
 
@@ -536,7 +581,10 @@ async def soak(profile: Profile, seed: int, base_url: str, api_key: str, out: Pa
 
     app = web.Application()
     app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # aiohttp lingers up to 10 s (lingering_time) draining an upload the handler refused
+    # unread, which the forged 2 MB notifications are, and AppRunner.cleanup() leaves
+    # those handler tasks running: not the client's, so this app does not linger.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, lingering_time=0)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     port = runner.addresses[0][1]
@@ -574,10 +622,23 @@ async def soak(profile: Profile, seed: int, base_url: str, api_key: str, out: Pa
                     chain.cancel_phase = "download"
                     chain.cancel_after = rng.uniform(0.0, 0.03)
                 chains_in.append(chain)
-            outcomes = await mjasync.gather_chains(
-                (one_chain(mj, chain, profile, out) for chain in chains_in),
-                limit=profile.concurrency,
+            stop = asyncio.Event()
+            attacker = asyncio.create_task(
+                attack(f"http://127.0.0.1:{port}/hook", chains_in, stop, attacks, seed)
             )
+            try:
+                outcomes = await mjasync.gather_chains(
+                    (one_chain(mj, chain, profile, out) for chain in chains_in),
+                    limit=profile.concurrency,
+                )
+            finally:
+                stop.set()
+                try:
+                    await attacker
+                except Exception as error:
+                    harness_errors.append(
+                        "the attacker crashed:\n" + "".join(traceback.format_exception(error))
+                    )
             for outcome in outcomes:
                 if isinstance(outcome, Chain):
                     chains.append(outcome)
@@ -594,6 +655,11 @@ async def soak(profile: Profile, seed: int, base_url: str, api_key: str, out: Pa
         harness_errors.append(f"the soak did not finish within its budget of {profile.budget} s")
     wall = time.monotonic() - started
     await runner.cleanup()
+    harness_errors.extend(
+        f"{n} forged notifications were answered {answer}"
+        for answer, n in attacks.items()
+        if answer not in {"401", "403", "413"} and not answer.startswith("Client")
+    )
 
     async with aiohttp.ClientSession() as http:
 
@@ -621,6 +687,7 @@ async def soak(profile: Profile, seed: int, base_url: str, api_key: str, out: Pa
         routes=routes,
         client_requests=client.requests_sent,
         hooks=hooks,
+        attacks=attacks,
         wall=wall,
         leaks=leaks,
     )
@@ -1001,6 +1068,7 @@ def summary(run: Run, verdict: Verdict, profile: Profile, seed: int) -> dict[str
         "outcomes": dict(verdict.outcomes.most_common()),
         "steps": {name: dict(c.most_common()) for name, c in verdict.steps.items()},
         "hooks": {str(status): n for status, n in sorted(run.hooks.items())},
+        "forged_notifications": dict(sorted(run.attacks.items())),
         "duplicates": len(verdict.duplicates),
         "resent_after_maybe_sent": len(verdict.resent),
         "lost": len(verdict.lost),
@@ -1035,6 +1103,10 @@ def report(data: dict[str, Any], verdict: Verdict) -> str:
     for name, counts in data["steps"].items():
         lines.append(f"{name} steps: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     lines.append("webhook answers: " + ", ".join(f"{k}: {v}" for k, v in data["hooks"].items()))
+    lines.append(
+        "forged notifications, answered: "
+        + (", ".join(f"{k}: {v}" for k, v in data["forged_notifications"].items()) or "none")
+    )
     lines.append(
         f"duplicates {data['duplicates']}, resent after maybe-sent "
         f"{data['resent_after_maybe_sent']}, lost {data['lost']} (false timeouts "

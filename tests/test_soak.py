@@ -4,7 +4,8 @@ It runs the CI profile of benchmarks/soak.py (60 imagine -> U1..U4 -> download c
 every fault kind at several percent, the simulator in its own process, the webhook
 receiver on) under ``PYTHONASYNCIODEBUG=1`` and ``-W error::ResourceWarning``, and
 checks what the script judged: no non-mjasync exception, duplicate, resent maybe-sent
-submit, lost or misreported task, corrupt or partial file, leaked key or resource.
+submit, lost or misreported task, corrupt or partial file, leaked key or resource, and
+every forged notification refused.
 """
 
 from __future__ import annotations
@@ -101,6 +102,14 @@ def test_fast_soak_survives_every_fault_kind(tmp_path: Path) -> None:
     assert len(list(out.glob("*.png"))) == saved
     assert len(summary["outcomes"]) > 2
     assert summary["maybe_sent_created"] > 0
+    # Forged notifications (no token, a wrong one, 2 MB) reached the receiver, all refused.
+    forged = summary["forged_notifications"]
+    assert sum(n for answer, n in forged.items() if answer in {"401", "403"}) > 0
+    assert {answer for answer in forged if not answer.startswith("Client")} <= {
+        "401",
+        "403",
+        "413",
+    }
 
 
 # -- what the soak found ---------------------------------------------------------------------
