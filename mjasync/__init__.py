@@ -9,6 +9,7 @@ async with mjasync.Client("http://localhost:8080", "key") as mj:
 from .__about__ import __version__
 from ._chains import gather_chains
 from ._client import AuthStyle, Client, TaskRef
+from ._download import LocalFileError, MediaKind, file_stem
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -69,7 +70,9 @@ __all__ = [
     "Delivery",
     "ImageInput",
     "InvalidRequestError",
+    "LocalFileError",
     "MJError",
+    "MediaKind",
     "ModalRequiredError",
     "NotFoundError",
     "NotificationResult",
@@ -99,6 +102,7 @@ __all__ = [
     "TransportError",
     "__version__",
     "delivery_of",
+    "file_stem",
     "gather_chains",
 ]
 

@@ -18,7 +18,14 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import anyio
 
 from . import __about__, _chains
-from ._download import DEFAULT_MAX_DOWNLOAD_BYTES, download_image, same_origin
+from ._download import (
+    DEFAULT_MAX_DOWNLOAD_BYTES,
+    MediaKind,
+    default_kind,
+    download_result,
+    media_url,
+    same_origin,
+)
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -26,11 +33,22 @@ from ._errors import (
     DecodeError,
     InvalidRequestError,
     MJError,
+    QueueFullError,
+    RateLimitError,
     RouteNotFoundError,
+    ServerError,
     TaskNotFoundError,
+    TransportError,
     body_preview,
 )
-from ._images import DEFAULT_MAX_IMAGE_BYTES, ImageInput, to_data_uri
+from ._images import (
+    DEFAULT_MAX_IMAGE_BYTES,
+    ImageInput,
+    check_url,
+    fetch_image,
+    is_url,
+    to_data_uri,
+)
 from ._models import AccountFilter, Button, Submission, Task
 from ._poll import Poller, PollPolicy, PollStats, ProgressCallback, TaskWatch, await_waiter, outcome
 from ._redact import display_url, redact_error, redact_text, secrets_in_headers
@@ -301,6 +319,8 @@ class Client:
         self._requests_sent = 0
         self._close_callbacks: list[Callable[[], Awaitable[None]]] = []
         self._poller: Poller | None = None
+        # Routes whose server refused image URLs: their URLs are downloaded up front.
+        self._base64_routes: set[str] = set()
 
     # -- configuration ---------------------------------------------------------------
 
@@ -506,33 +526,29 @@ class Client:
             "notifyHook": notify_hook if notify_hook is not None else self._notify_hook,
         }
 
-    async def _fetch_url(self, url: str, max_bytes: int) -> bytes:
-        """Download an image input (GET, retried) for sending as a data URI."""
-
-        def parse(response: Response) -> bytes:
-            if not 200 <= response.status < 300:
-                msg = f"could not download image {url}: HTTP {response.status}"
-                raise InvalidRequestError(msg)
-            if len(response.content) > max_bytes:
-                msg = (
-                    f"image at {url} is {len(response.content):,} bytes; the limit is {max_bytes:,}"
-                )
-                raise InvalidRequestError(msg)
-            return response.content
-
+    async def _fetch_url(self, url: str, max_bytes: int, what: str = "image") -> bytes:
+        """Download an image input that must travel as base64: streamed, capped, retried."""
         if self._closed:
             msg = "this Client is closed"
             raise ClientClosedError(msg)
-        request = Request("GET", url, {"User-Agent": self._headers["User-Agent"]})
+        # No API key: an input URL is someone else's host.
+        headers = {"User-Agent": self._headers["User-Agent"], "Accept": "image/*"}
+        request = Request("GET", url, headers)
 
         async def attempt() -> bytes:
-            return parse(await self._transport.send(request))
+            return await fetch_image(self._transport, request, what, max_bytes)
 
-        return await with_retries(
-            self.retry, RequestKind.QUERY, self._rng, attempt, what="an image input download"
-        )
+        try:
+            return await with_retries(
+                self.retry, RequestKind.QUERY, self._rng, attempt, what="an image input download"
+            )
+        except (TransportError, APIError) as error:
+            # Nothing was submitted: an input that cannot be fetched is a bad input.
+            msg = f"could not download {what}: {error}"
+            raise InvalidRequestError(msg) from error
 
     async def _image(self, image: object, what: str, *, png_only: bool = False) -> str:
+        """*image* as a data URI; a URL is downloaded (for routes that need base64)."""
         return await to_data_uri(
             image,
             what=what,
@@ -541,12 +557,61 @@ class Client:
             png_only=png_only,
         )
 
-    async def _images(self, images: Iterable[ImageInput], what: str) -> list[str]:
+    async def _image_or_url(self, image: object, what: str) -> str:
+        """*image* as a checked http(s) URL when it is one, else as a data URI."""
+        if is_url(image):
+            return check_url(cast(str, image), what)
+        return await self._image(image, what)
+
+    @staticmethod
+    def _as_list(images: object) -> list[object]:
         if isinstance(images, str | bytes | bytearray | memoryview) or hasattr(
             images, "__fspath__"
         ):
-            images = [images]  # type: ignore[list-item]
-        return [await self._image(image, f"{what} {i}") for i, image in enumerate(images, 1)]
+            return [images]
+        return list(cast(Iterable[object], images))
+
+    async def _images(self, images: Iterable[ImageInput], what: str) -> list[str]:
+        """Every image as a data URI (URLs downloaded)."""
+        items = self._as_list(images)
+        return [await self._image(image, f"{what} {i}") for i, image in enumerate(items, 1)]
+
+    async def _inputs(self, images: Iterable[ImageInput], what: str) -> list[str]:
+        """Every image as a URL (when it is one) or a data URI; nothing is downloaded."""
+        items = self._as_list(images)
+        return [await self._image_or_url(image, f"{what} {i}") for i, image in enumerate(items, 1)]
+
+    async def _submit_inputs(
+        self,
+        path: str,
+        values: Sequence[str],
+        whats: Sequence[str],
+        build: Callable[[Sequence[str]], Mapping[str, Any]],
+    ) -> Submission:
+        """Submit with image URLs as URLs; where the server wants base64, download them.
+
+        *values* are checked URLs and data URIs; *build* makes the body from them. A
+        server without the URL form answers code 4 naming base64 (novicezk's describe
+        "base64不能为空" and blend "base64格式错误", new-api's swap
+        "sour_base64_and_target_base64_is_required"): such a validation refusal created no
+        task and cost nothing, so the URLs are downloaded and the body sent once more,
+        as base64. When the refused body held only URLs, this client remembers that the
+        route needs base64 and downloads first from then on.
+        """
+        if path not in self._base64_routes and any(is_url(value) for value in values):
+            try:
+                return await self._submit(path, build(values))
+            except APIError as error:
+                if not _refuses_urls(error):
+                    raise
+                if all(is_url(value) for value in values):
+                    self._base64_routes.add(path)
+                logger.info("%s refused image URLs (%s); sending base64", path, error.description)
+        encoded = [
+            await self._image(value, what) if is_url(value) else value
+            for value, what in zip(values, whats, strict=True)
+        ]
+        return await self._submit(path, build(encoded))
 
     # -- submits ---------------------------------------------------------------------
 
@@ -562,6 +627,11 @@ class Client:
     ) -> Submission:
         """Submit ``/imagine``: a prompt (with its parameters) and optional reference images.
 
+        Image URLs in *images* go where Midjourney reads them, at the start of the prompt
+        (``"<url1> <url2> prompt --params"``): nothing is downloaded, and it works where
+        a server forbids base64 uploads (trueai's "禁止上传"). Bytes, paths and data URIs
+        go in ``base64Array`` (the proxy uploads them and adds their links to the prompt).
+
         Raises:
             mjasync.InvalidRequestError: empty prompt or a bad image, before sending.
             mjasync.BannedPromptError: code 24.
@@ -571,9 +641,12 @@ class Client:
         common = self._common(
             state=state, notify_hook=notify_hook, account_filter=account_filter, bot_type=bot_type
         )
-        encoded = await self._images(images, "reference image") if images else None
+        values = await self._inputs(images, "reference image") if images else []
+        urls = [value for value in values if is_url(value)]
+        encoded = [value for value in values if not is_url(value)] or None
+        text = " ".join([*urls, prompt.lstrip()]) if urls else prompt
         return await self._submit(
-            "/submit/imagine", {"prompt": prompt, "base64Array": encoded, **common}
+            "/submit/imagine", {"prompt": text, "base64Array": encoded, **common}
         )
 
     async def blend(
@@ -586,7 +659,14 @@ class Client:
         state: str | None = None,
         notify_hook: str | None = None,
     ) -> Submission:
-        """Submit ``/blend`` of 2 to 5 images; *dimensions* is PORTRAIT, SQUARE or LANDSCAPE."""
+        """Submit ``/blend`` of 2 to 5 images; *dimensions* is PORTRAIT, SQUARE or LANDSCAPE.
+
+        Image URLs are sent as URLs in ``base64Array`` (trueai takes them); novicezk's
+        proxy takes only data URIs and refuses with code 4 "base64格式错误", a refusal that
+        creates no task: the URLs are then downloaded (streamed, within
+        ``max_image_bytes``) and the blend sent again as base64, and this client sends
+        base64 to that route from then on.
+        """
         if isinstance(images, str | bytes) or not 2 <= len(images) <= 5:
             count = 1 if isinstance(images, str | bytes) else len(images)
             msg = f"blend takes 2 to 5 images, got {count}"
@@ -597,13 +677,16 @@ class Client:
         common = self._common(
             state=state, notify_hook=notify_hook, account_filter=account_filter, bot_type=bot_type
         )
-        encoded = await self._images(images, "blend image")
-        body = {
-            "base64Array": encoded,
-            "dimensions": dimensions.upper() if dimensions else None,
-            **common,
-        }
-        return await self._submit("/submit/blend", body)
+        items = self._as_list(images)
+        whats = [f"blend image {i}" for i in range(1, len(items) + 1)]
+        values = [await self._image_or_url(i, w) for i, w in zip(items, whats, strict=True)]
+        size = dimensions.upper() if dimensions else None
+        return await self._submit_inputs(
+            "/submit/blend",
+            values,
+            whats,
+            lambda sent: {"base64Array": list(sent), "dimensions": size, **common},
+        )
 
     async def describe(
         self,
@@ -614,12 +697,26 @@ class Client:
         state: str | None = None,
         notify_hook: str | None = None,
     ) -> Submission:
-        """Submit ``/describe``: the finished task's ``final_prompt`` holds four prompts."""
+        """Submit ``/describe``: the finished task's ``final_prompt`` holds four prompts.
+
+        An image URL is sent as trueai's ``link`` (``Dto/SubmitDescribeDTO.cs``), which
+        works even where base64 uploads are forbidden; it is not also put in ``base64``,
+        because trueai checks that field first and refuses it when uploads are off.
+        novicezk's proxy has no ``link`` and answers code 4 "base64不能为空" without creating
+        a task: the image is then downloaded (streamed, within ``max_image_bytes``) and
+        sent as a data URI in ``base64``, and this client does so up front from then on.
+        Bytes, paths and data URIs always go in ``base64``.
+        """
         common = self._common(
             state=state, notify_hook=notify_hook, account_filter=account_filter, bot_type=bot_type
         )
-        encoded = await self._image(image, "describe image")
-        return await self._submit("/submit/describe", {"base64": encoded, **common})
+        value = await self._image_or_url(image, "describe image")
+
+        def body(sent: Sequence[str]) -> dict[str, Any]:
+            field = "link" if is_url(sent[0]) else "base64"
+            return {field: sent[0], **common}
+
+        return await self._submit_inputs("/submit/describe", [value], ["describe image"], body)
 
     async def shorten(
         self,
@@ -726,15 +823,34 @@ class Client:
         state: str | None = None,
         notify_hook: str | None = None,
     ) -> Submission:
-        """Put the face in *source* onto *target* (``/insight-face/swap``)."""
+        """Put the face in *source* onto *target* (``/insight-face/swap``).
+
+        An image URL is sent as trueai's ``sourceUrl`` / ``targetUrl``
+        (``Dto/InsightFaceSwapDto.cs``), never inside ``sourceBase64``: trueai's
+        ``FaceSwapService`` parses that field as base64 only and fails on a URL. new-api
+        requires both ``sourceBase64`` and ``targetBase64`` (``RelaySwapFace``: code 4
+        "sour_base64_and_target_base64_is_required", no task, no charge): on that answer
+        the URLs are downloaded (streamed, within ``max_image_bytes``) and sent as data
+        URIs, and this client does so up front from then on. Bytes, paths and data URIs
+        always go in ``sourceBase64`` / ``targetBase64``.
+        """
         common = self._common(state=state, notify_hook=notify_hook, account_filter=account_filter)
-        source_uri = await self._image(source, "source image")
-        target_uri = await self._image(target, "target image")
-        if source_uri == target_uri:
+        whats = ["source image", "target image"]
+        values = [
+            await self._image_or_url(source, whats[0]),
+            await self._image_or_url(target, whats[1]),
+        ]
+        if values[0] == values[1]:
             msg = "source and target must be different images"
             raise InvalidRequestError(msg)
-        body = {"sourceBase64": source_uri, "targetBase64": target_uri, **common}
-        return await self._submit("/insight-face/swap", body)
+
+        def body(sent: Sequence[str]) -> dict[str, Any]:
+            fields: dict[str, Any] = {}
+            for side, value in zip(("source", "target"), sent, strict=True):
+                fields[f"{side}Url" if is_url(value) else f"{side}Base64"] = value
+            return {**fields, **common}
+
+        return await self._submit_inputs("/insight-face/swap", values, whats, body)
 
     async def edit(
         self,
@@ -745,10 +861,13 @@ class Client:
         state: str | None = None,
         notify_hook: str | None = None,
     ) -> Submission:
-        """Submit an Edit of *image* guided by *prompt* (``/submit/edits``, trueai's body)."""
+        """Submit an Edit of *image* guided by *prompt* (``/submit/edits``, trueai's body).
+
+        An image URL is sent as is: trueai's ``image`` takes a URL or base64.
+        """
         _require_text(prompt, "prompt")
         common = self._common(state=state, notify_hook=notify_hook, account_filter=account_filter)
-        image_uri = await self._image(image, "edit image")
+        image_uri = await self._image_or_url(image, "edit image")
         return await self._submit("/submit/edits", {"prompt": prompt, "image": image_uri, **common})
 
     async def video(
@@ -767,7 +886,11 @@ class Client:
         state: str | None = None,
         notify_hook: str | None = None,
     ) -> Submission:
-        """Submit ``/submit/video``: animate *image*, or extend video *extend* at *index* (0-3)."""
+        """Submit ``/submit/video``: animate *image*, or extend video *extend* at *index* (0-3).
+
+        Image URLs for *image* and *end_image* are sent as URLs (trueai's
+        ``Dto/SubmitVideoDTO.cs`` takes URLs or base64); nothing is downloaded.
+        """
         _require_text(prompt, "prompt")
         if motion is not None and motion not in {"low", "high"}:
             msg = f'motion must be "low" or "high", got {motion!r}'
@@ -784,9 +907,11 @@ class Client:
         common = self._common(state=state, notify_hook=notify_hook, account_filter=account_filter)
         body = {
             "prompt": prompt,
-            "image": await self._image(image, "first frame") if image is not None else None,
+            "image": (
+                await self._image_or_url(image, "first frame") if image is not None else None
+            ),
             "endImage": (
-                await self._image(end_image, "last frame") if end_image is not None else None
+                await self._image_or_url(end_image, "last frame") if end_image is not None else None
             ),
             "motion": motion,
             "loop": loop,
@@ -800,11 +925,12 @@ class Client:
         return await self._submit("/submit/video", body)
 
     async def upload(self, images: Sequence[ImageInput]) -> list[str]:
-        """Upload images to the proxy's Discord channel and return their URLs."""
-        if isinstance(images, str | bytes | bytearray | memoryview) or hasattr(
-            images, "__fspath__"
-        ):
-            images = [images]
+        """Upload images to the proxy's Discord channel and return their URLs.
+
+        The route uploads bytes, so an image URL is downloaded (streamed, within
+        ``max_image_bytes``) and sent as a data URI.
+        """
+        images = cast(Sequence[ImageInput], self._as_list(images))
         if not images:
             msg = "upload needs at least one image"
             raise InvalidRequestError(msg)
@@ -1221,49 +1347,68 @@ class Client:
         task: TaskRef,
         directory: str | os.PathLike[str],
         *,
+        kind: MediaKind | None = None,
         filename: str | None = None,
         max_bytes: int | None = None,
     ) -> Path:
-        """Save a finished task's final image in *directory* and return its path.
+        """Save a finished task's final image or video in *directory* and return its path.
 
-        The file is named after the task id (or *filename*) with the suffix the content
-        type calls for (``.png``, ``.jpg``, ``.webp``, ``.gif``). The body is streamed to
-        a temporary file in *directory*, checked (HTTP status, ``image/*`` type, size
-        cap, magic bytes and the format's end marker) and renamed over the final name,
-        so the final name only ever holds a complete image; every failure, cancellation
-        included, removes the temporary file. A complete image already saved under that
-        name is returned without downloading it again, so reruns are free. Transient
-        failures (connection errors, 5xx, 429) are retried with the client's
-        `RetryPolicy`. The API key is sent only when the image lives on this client's
-        own origin, never to a CDN. Download promptly: result URLs expire.
+        *kind* is ``"image"`` or ``"video"``; by default a VIDEO task (or a task whose only
+        result is a video, such as a video upscale) saves its video, every other task its
+        image. A video is `Task.video_url`; trueai puts a VIDEO task's video in
+        ``imageUrl`` too, and that is never saved as an image.
+
+        The file is named `file_stem(task)` (the task id, made safe for a file name) or
+        *filename*, with the suffix the content type calls for (``.png``, ``.jpg``,
+        ``.webp``, ``.gif``; ``.mp4``, ``.webm``, ``.mov``). A name too long for the
+        filesystem is shortened to a prefix plus a hash of the whole name. The body is
+        streamed to a temporary file in *directory*, checked (HTTP status, content type,
+        size cap, magic bytes, and completeness: an image's end marker, an MP4's box
+        structure from its ``ftyp`` box to the end, a WebM's declared segment size) and
+        renamed over the final name, so the final name only ever holds a complete file;
+        every failure, cancellation included, removes the temporary file. A complete
+        file already saved under that name is returned without downloading it again,
+        so reruns are free. Transient failures (connection errors, 5xx, 429) are retried
+        with the client's `RetryPolicy`. The API key is sent only when the file lives on
+        this client's own origin, never to a CDN. Download promptly: result URLs expire.
 
         Args:
             task: a SUCCESS `Task`; an id or `Submission` is fetched first.
             directory: created if missing.
-            filename: a plain file name (no path separators, no ``..``); a ``.png``,
-                ``.jpg``, ``.webp`` or ``.gif`` suffix is replaced by the one that
-                matches the content.
+            kind: ``"image"`` or ``"video"`` (default: see above).
+            filename: a plain file name (no path separators, no ``..``); an image or
+                video suffix is replaced by the one that matches the content.
             max_bytes: the size cap (default: the client's ``max_download_bytes``).
 
         Raises:
-            mjasync.InvalidRequestError: the task is not SUCCESS or has no image URL
-                (a preview is never saved), or *filename* is not a plain name.
-            mjasync.DecodeError: not an image, incomplete, or larger than the cap.
-            mjasync.APIError: the image host refused (``NotFoundError`` for a 404,
-                typically an expired link).
+            mjasync.InvalidRequestError: the task is not SUCCESS, has no URL for *kind*
+                (a preview is never saved; ``kind="video"`` on a task without video), or
+                *filename* is not a plain name.
+            mjasync.DecodeError: the wrong type (an image where a video was asked for,
+                and the reverse), not complete, or larger than the cap.
+            mjasync.APIError: the host refused (``NotFoundError`` for a 404, typically an
+                expired link).
+            mjasync.LocalFileError: the filesystem refused (permission denied, disk full,
+                a file where the directory should be); also an `OSError`.
         """
         if self._closed:
             msg = "this Client is closed"
             raise ClientClosedError(msg)
+        if kind is not None and kind not in {"image", "video"}:
+            msg = f'kind must be "image", "video" or None, got {kind!r}'
+            raise InvalidRequestError(msg)
         snapshot = task if isinstance(task, Task) else await self.fetch(task)
-        url = snapshot.image_url or ""
-        if same_origin(url, self._base_url):
-            headers = {**self._headers, "Accept": "image/*"}
+        chosen: MediaKind = kind if kind is not None else default_kind(snapshot)
+        url = media_url(snapshot, chosen) if snapshot.status == "SUCCESS" else ""
+        accept = "video/*" if chosen == "video" else "image/*"
+        if url and same_origin(url, self._base_url):
+            headers = {**self._headers, "Accept": accept}
         else:
-            headers = {"User-Agent": self._headers["User-Agent"], "Accept": "image/*"}
-        return await download_image(
+            headers = {"User-Agent": self._headers["User-Agent"], "Accept": accept}
+        return await download_result(
             snapshot,
             directory,
+            kind=chosen,
             transport=self._transport,
             headers=headers,
             retry=self.retry,
@@ -1277,6 +1422,13 @@ def _check_timeout(timeout: float | None) -> None:
     if timeout is not None and not timeout >= 0:
         msg = f"timeout must be >= 0 seconds or None, got {timeout!r}"
         raise InvalidRequestError(msg)
+
+
+def _refuses_urls(error: APIError) -> bool:
+    """A validation refusal (code 4) that asks for base64: the route takes no URLs here."""
+    if isinstance(error, ServerError | RateLimitError | QueueFullError | TaskNotFoundError):
+        return False
+    return error.code == 4 and "base64" in (error.description or "").lower()
 
 
 def _route_missing(error: APIError) -> bool:

@@ -1,25 +1,28 @@
-"""Downloading a finished task's image: streamed, validated, atomically renamed.
+"""Downloading a finished task's image or video: streamed, validated, atomically renamed.
 
 Result URLs expire (Discord CDN links last about a day and no proxy can refresh them),
-so the image is worth fetching the moment a task succeeds, and a half-written file
-must never be mistaken for a result: the body is streamed to a hidden temporary file
-in the target directory, checked (status, ``image/*`` type, size cap, magic bytes and
-the format's end marker) and only then renamed over the final name. Every failure,
-cancellation included, removes the temporary file.
+so a result is worth fetching the moment a task succeeds, and a half-written file must
+never be mistaken for one: the body is streamed to a hidden temporary file in the target
+directory, checked (status, content type, size cap, magic bytes, and the format's own
+completeness rule) and only then renamed over the final name. Every failure,
+cancellation included, removes the temporary file. Failures of the local filesystem
+(permissions, a full disk, a file where the directory should be) are `LocalFileError`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno as errno_codes
 import functools
+import hashlib
 import logging
 import os
 import random
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, Literal, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
@@ -30,28 +33,39 @@ from ._errors import (
     AuthenticationError,
     DecodeError,
     InvalidRequestError,
+    MJError,
     NotFoundError,
     RateLimitError,
     ServerError,
 )
 from ._images import sniff_mime
-from ._models import Task, TaskStatus
+from ._models import Task, TaskAction, TaskStatus
 from ._retry import RequestKind, RetryPolicy, parse_retry_after, with_retries
 from ._transport import AsyncTransport, Request
 
 __all__ = [
     "DEFAULT_MAX_DOWNLOAD_BYTES",
-    "download_image",
+    "LocalFileError",
+    "MediaKind",
+    "default_kind",
+    "download_result",
+    "file_stem",
     "image_kind",
     "is_complete_image",
+    "is_complete_video",
+    "media_url",
     "same_origin",
+    "video_kind",
 ]
 
 logger = logging.getLogger("mjasync")
 
 DEFAULT_MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
 
-_SUFFIX_BY_TYPE = {
+MediaKind = Literal["image", "video"]
+"""What `Client.download` saves: the task's ``"image"`` or its ``"video"``."""
+
+_IMAGE_SUFFIX_BY_TYPE = {
     "image/png": ".png",
     "image/jpeg": ".jpg",
     "image/jpg": ".jpg",
@@ -59,14 +73,92 @@ _SUFFIX_BY_TYPE = {
     "image/webp": ".webp",
     "image/gif": ".gif",
 }
-_KIND_BY_SUFFIX = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp", ".gif": "gif"}
-_SUFFIXES = (".png", ".jpg", ".webp", ".gif")
+_VIDEO_SUFFIX_BY_TYPE = {
+    "video/mp4": ".mp4",
+    "video/webm": ".webm",
+    "video/quicktime": ".mov",
+}
+# The body kinds (from magic bytes) each suffix accepts.
+_KINDS_BY_SUFFIX: dict[str, frozenset[str]] = {
+    ".png": frozenset({"png"}),
+    ".jpg": frozenset({"jpeg"}),
+    ".jpeg": frozenset({"jpeg"}),
+    ".webp": frozenset({"webp"}),
+    ".gif": frozenset({"gif"}),
+    ".mp4": frozenset({"mp4"}),
+    ".mov": frozenset({"mp4", "quicktime"}),
+    ".webm": frozenset({"webm"}),
+}
+_IMAGE_SUFFIXES = (".png", ".jpg", ".webp", ".gif")
+_VIDEO_SUFFIXES = (".mp4", ".webm", ".mov")
+_VIDEO_ACTIONS = frozenset({TaskAction.VIDEO, TaskAction.VIDEO_EXTEND})
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # An IEND chunk is always empty, so its length, type and CRC are these 12 fixed bytes.
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+_EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+_MATROSKA_SEGMENT = b"\x18\x53\x80\x67"
+# Top-level boxes a QuickTime file written before ISO BMFF may start with (no ftyp).
+_QUICKTIME_FIRST = frozenset({b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"})
+# A fragmented MP4 has two boxes per fragment; this bounds the walk, not real files.
+_MAX_BOXES = 1_000_000
 _EDGE = 32
 _CHUNK = 64 * 1024
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+# NAME_MAX is 255 bytes on common filesystems; the temporary file adds 15 bytes
+# (".<stem>.XXXXXXXX.part") and the suffix up to 5: a 200-byte stem leaves room.
+_MAX_STEM_BYTES = 200
+_TEMP_OVERHEAD = len("..XXXXXXXX.part") + len(".webm")
+_HASH_CHARS = 16
+
+
+class LocalFileError(MJError, OSError):
+    """The local filesystem refused: permission denied, disk full, a file in the way.
+
+    Also an `OSError`, so ``except OSError`` keeps working; ``filename`` is the path,
+    ``errno`` and ``strerror`` are the operating system's.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        errno: int | None = None,
+        strerror: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.strerror = strerror
+        self.filename = os.fspath(path) if path is not None else None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _local_file_error,
+            (type(self), self.message, self.filename, self.errno, self.strerror),
+        )
+
+
+def _local_file_error(
+    cls: type[LocalFileError],
+    message: str,
+    path: str | None,
+    errno: int | None,
+    strerror: str | None,
+) -> LocalFileError:
+    return cls(message, path=path, errno=errno, strerror=strerror)
+
+
+@contextlib.contextmanager
+def _local(doing: str, path: Path) -> Iterator[None]:
+    """Turn an OSError of a filesystem call into a `LocalFileError` naming *path*."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, MJError):
+            raise
+        reason = exc.strerror or str(exc)
+        msg = f"could not {doing} {path}: {reason}"
+        raise LocalFileError(msg, path=path, errno=exc.errno, strerror=exc.strerror) from exc
 
 
 def _file_mode() -> int:
@@ -83,6 +175,21 @@ def image_kind(head: bytes) -> str | None:
     """``"png"``, ``"jpeg"``, ``"webp"`` or ``"gif"`` from the first bytes; None otherwise."""
     mime = sniff_mime(head)
     return mime.removeprefix("image/") if mime is not None else None
+
+
+def video_kind(head: bytes) -> str | None:
+    """``"mp4"`` (an ISO BMFF ``ftyp`` box), ``"quicktime"`` or ``"webm"``; None otherwise."""
+    if head[4:8] == b"ftyp":
+        return "mp4"
+    if head.startswith(_EBML_MAGIC):
+        return "webm"
+    if head[4:8] in _QUICKTIME_FIRST:
+        return "quicktime"
+    return None
+
+
+def _body_kind(head: bytes) -> str | None:
+    return image_kind(head) or video_kind(head)
 
 
 def is_complete_image(head: bytes, tail: bytes, size: int) -> bool:
@@ -102,6 +209,97 @@ def is_complete_image(head: bytes, tail: bytes, size: int) -> bool:
     if kind == "webp":
         return size == int.from_bytes(head[4:8], "little") + 8
     return False
+
+
+def _box_types(handle: IO[bytes], size: int) -> list[bytes] | None:
+    """The top-level ISO BMFF box types, if the boxes tile the file exactly; else None."""
+    types: list[bytes] = []
+    offset = 0
+    while offset < size:
+        if len(types) >= _MAX_BOXES:
+            return None
+        handle.seek(offset)
+        header = handle.read(16)
+        if len(header) < 8:
+            return None
+        box_size = int.from_bytes(header[:4], "big")
+        box_type = header[4:8]
+        if not all(0x20 <= byte <= 0x7E for byte in box_type):
+            return None
+        if box_size == 1:  # a 64-bit size follows the type
+            if len(header) < 16:
+                return None
+            box_size = int.from_bytes(header[8:16], "big")
+            if box_size < 16:
+                return None
+        elif box_size == 0:  # the last box runs to the end of the file
+            box_size = size - offset
+        elif box_size < 8:
+            return None
+        types.append(box_type)
+        offset += box_size
+    return types if offset == size else None
+
+
+def _ebml_vint(data: bytes, at: int, *, keep_marker: bool) -> tuple[int, int, bool] | None:
+    """An EBML variable-length integer at *at*: (value, length, all value bits set)."""
+    if at >= len(data) or data[at] == 0:
+        return None
+    length = 9 - data[at].bit_length()
+    if at + length > len(data):
+        return None
+    value = int.from_bytes(data[at : at + length], "big")
+    if keep_marker:
+        return value, length, False
+    value_bits = 7 * length
+    value &= (1 << value_bits) - 1
+    return value, length, value == (1 << value_bits) - 1
+
+
+def _webm_complete(head: bytes, size: int) -> bool:
+    """The EBML header, then a Segment whose declared size fits the file.
+
+    A Segment of unknown size (a live stream's) cannot be checked from the bytes.
+    """
+    ebml_id = _ebml_vint(head, 0, keep_marker=True)
+    if ebml_id is None or head[: ebml_id[1]] != _EBML_MAGIC:
+        return False
+    header_size = _ebml_vint(head, ebml_id[1], keep_marker=False)
+    if header_size is None:
+        return False
+    at = ebml_id[1] + header_size[1] + header_size[0]
+    segment_id = _ebml_vint(head, at, keep_marker=True)
+    if segment_id is None or head[at : at + segment_id[1]] != _MATROSKA_SEGMENT:
+        return False
+    segment_size = _ebml_vint(head, at + segment_id[1], keep_marker=False)
+    if segment_size is None:
+        return False
+    value, length, unknown = segment_size
+    return unknown or size >= at + segment_id[1] + length + value
+
+
+def is_complete_video(path: str | os.PathLike[str]) -> bool:
+    """Whether the file at *path* is a whole MP4, QuickTime or WebM video.
+
+    MP4/QuickTime: the top-level boxes (an ``ftyp`` first, for MP4) tile the file exactly,
+    so a body cut anywhere but a box boundary is caught. WebM: the EBML header and the
+    Segment's declared size fit the file.
+    """
+    try:
+        with Path(path).open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            head = handle.read(64)
+            kind = video_kind(head)
+            if kind == "webm":
+                return _webm_complete(head, size)
+            if kind is None:
+                return False
+            types = _box_types(handle, size)
+    except OSError:
+        return False
+    if types is None or len(types) < 2:
+        return False
+    return kind == "quicktime" or types[0] == b"ftyp"
 
 
 def same_origin(url: str, base_url: str) -> bool:
@@ -127,16 +325,65 @@ def _redacted(url: str) -> str:
     return urlunsplit(parts._replace(query="", fragment=""))
 
 
-def _stem_for(task: Task, filename: str | None) -> tuple[str, str | None]:
-    """The file stem, and the image suffix the caller's name had (looked for first on reruns).
+def _fit(name: str, limit: int = _MAX_STEM_BYTES) -> str:
+    """*name* if it fits in *limit* UTF-8 bytes; else a prefix plus a hash of the whole.
+
+    The hash keeps two long names that share a prefix apart.
+    """
+    raw = name.encode("utf-8")
+    if len(raw) <= limit:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:_HASH_CHARS]
+    head = raw[: max(0, limit - _HASH_CHARS - 1)].decode("utf-8", "ignore")
+    return f"{head}-{digest}" if head else digest
+
+
+def _safe(text: str) -> str:
+    return _UNSAFE_NAME_CHARS.sub("_", text).lstrip(".")
+
+
+def file_stem(task: Task | str, *, prefix: str | None = None) -> str:
+    """The file name, without suffix, that `Client.download` gives a task's result.
+
+    It is the task id with every character outside ``A-Z a-z 0-9 . _ -`` replaced by
+    ``_`` (ids come from the server and must not name a path), after ``<prefix>-`` when
+    *prefix* is given (cleaned the same way), e.g. ``"1748339029401828"`` or
+    ``"U2-1748339029401828"``. A name longer than 200 UTF-8 bytes keeps its first bytes
+    and ends with ``-`` and 16 hex digits of its SHA-256, so it stays unique and fits
+    every common filesystem. The suffix comes from the content type when the file is
+    saved. Pass the result as ``download(..., filename=...)``.
+    """
+    task_id = task.id if isinstance(task, Task) else task
+    if not isinstance(cast(object, task_id), str) or not task_id.strip():
+        msg = "file_stem needs a Task or a non-empty task id"
+        raise InvalidRequestError(msg)
+    stem = _safe(task_id.strip()) or "task"
+    if prefix is not None:
+        cleaned = _safe(prefix.strip()) if isinstance(cast(object, prefix), str) else ""
+        if not cleaned:
+            msg = f"prefix {prefix!r} has no character usable in a file name"
+            raise InvalidRequestError(msg)
+        stem = f"{cleaned}-{stem}"
+    return _fit(stem)
+
+
+def _name_max(directory: Path) -> int:
+    # eCryptfs allows 143 bytes, most others 255; ask the filesystem where it can tell.
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        return max(32, os.pathconf(directory, "PC_NAME_MAX"))
+    return 255
+
+
+def _stem_for(
+    task: Task, filename: str | None, suffixes: tuple[str, ...]
+) -> tuple[str, str | None]:
+    """The file stem, and the suffix the caller's name had (looked for first on reruns).
 
     The suffix written is always the one the content type calls for, so a ``fox.png``
     that arrives as WEBP is saved as ``fox.webp``.
     """
     if filename is None:
-        # Ids come from the server; keep them from naming anything but a plain file.
-        stem = _UNSAFE_NAME_CHARS.sub("_", task.id).lstrip(".") or "image"
-        return stem, None
+        return file_stem(task), None
     if not isinstance(cast(object, filename), str) or not filename.strip():
         msg = "filename must be a non-empty string"
         raise InvalidRequestError(msg)
@@ -148,9 +395,10 @@ def _stem_for(task: Task, filename: str | None) -> tuple[str, str | None]:
         msg = f"filename {filename!r} is not a file name"
         raise InvalidRequestError(msg)
     stem, suffix = os.path.splitext(filename)
-    if suffix.lower() in _KIND_BY_SUFFIX and stem:
-        return stem, ".jpg" if suffix.lower() == ".jpeg" else suffix.lower()
-    return filename, None
+    suffix = ".jpg" if suffix.lower() == ".jpeg" else suffix.lower()
+    if suffix in suffixes and stem:
+        return _fit(stem), suffix
+    return _fit(filename), None
 
 
 def _inside(directory: Path, target: Path) -> None:
@@ -174,33 +422,42 @@ def _read_edges(path: Path) -> tuple[bytes, bytes, int] | None:
     return head, tail, size
 
 
-def _existing_complete(directory: Path, stem: str, preferred: str | None) -> Path | None:
-    """A complete image already saved under *stem*, whatever format it was saved as."""
-    order = [preferred] if preferred else []
-    order += [s for s in _SUFFIXES if s != preferred]
+def _existing_complete(
+    directory: Path, stem: str, preferred: str | None, kind: MediaKind
+) -> Path | None:
+    """A complete result already saved under *stem*, whatever format it was saved as."""
+    suffixes = _VIDEO_SUFFIXES if kind == "video" else _IMAGE_SUFFIXES
+    order = [preferred] if preferred is not None and preferred in suffixes else []
+    order += [s for s in suffixes if s != preferred]
     for suffix in order:
         path = directory / f"{stem}{suffix}"
         edges = _read_edges(path)
         if edges is None:
             continue
         head, tail, size = edges
-        if image_kind(head) == _KIND_BY_SUFFIX[suffix] and is_complete_image(head, tail, size):
+        if _body_kind(head) not in _KINDS_BY_SUFFIX[suffix]:
+            continue
+        if kind == "video" and is_complete_video(path):
+            return path
+        if kind == "image" and is_complete_image(head, tail, size):
             return path
     return None
 
 
 def _prepare_directory(directory: Path) -> None:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as exc:
+    if directory.exists() and not directory.is_dir():
         msg = f"download directory {directory} exists and is not a directory"
-        raise InvalidRequestError(msg) from exc
-    if not directory.is_dir():
-        msg = f"download directory {directory} is not a directory"
-        raise InvalidRequestError(msg)
+        raise LocalFileError(
+            msg,
+            path=directory,
+            errno=errno_codes.ENOTDIR,
+            strerror=os.strerror(errno_codes.ENOTDIR),
+        )
+    with _local("create the download directory", directory):
+        directory.mkdir(parents=True, exist_ok=True)
 
 
-def _status_error(status: int, where: str, headers: Mapping[str, str]) -> APIError:
+def _status_error(status: int, where: str, headers: Mapping[str, str], what: str) -> APIError:
     message = f"{where}: HTTP {status}"
     if status in {401, 403}:
         return AuthenticationError(
@@ -208,7 +465,7 @@ def _status_error(status: int, where: str, headers: Mapping[str, str]) -> APIErr
         )
     if status == 404 or status == 410:
         return NotFoundError(
-            f"{message} (the image is gone; the link may have expired)", status=status
+            f"{message} (the {what} is gone; the link may have expired)", status=status
         )
     if status == 429:
         retry_after = parse_retry_after(headers.get("retry-after"))
@@ -231,36 +488,63 @@ def _discard(handle: IO[bytes], path: Path) -> None:
         path.unlink()
 
 
+def _suffix_for(mime: str, content_type: str, kind: MediaKind, where: str, status: int) -> str:
+    """The file suffix for this content type, or a DecodeError when it is the wrong kind."""
+    if kind == "image":
+        suffix = _IMAGE_SUFFIX_BY_TYPE.get(mime)
+        if suffix is not None:
+            return suffix
+        if mime.startswith("image/"):
+            msg = f"{where}: unsupported image type {mime!r} (PNG, JPEG, WEBP or GIF expected)"
+        elif mime.startswith("video/"):
+            msg = f"{where}: expected an image, got a video ({mime!r}); use kind='video'"
+        else:
+            msg = f"{where}: expected an image, got content type {content_type or 'none'!r}"
+        raise DecodeError(msg, status=status)
+    suffix = _VIDEO_SUFFIX_BY_TYPE.get(mime)
+    if suffix is not None:
+        return suffix
+    if mime.startswith("video/"):
+        msg = f"{where}: unsupported video type {mime!r} (MP4, WebM or QuickTime expected)"
+    else:
+        msg = f"{where}: expected a video, got content type {content_type or 'none'!r}"
+    raise DecodeError(msg, status=status)
+
+
 async def _fetch_once(
     transport: AsyncTransport,
     request: Request,
     directory: Path,
     stem: str,
     max_bytes: int,
+    kind: MediaKind,
 ) -> Path:
     """One attempt: stream into a temporary file and rename it, or leave nothing behind."""
     where = f"GET {_redacted(request.url)}"
     async with transport.stream(request) as response:
         if not 200 <= response.status < 300:
-            raise _status_error(response.status, where, response.headers)
+            raise _status_error(response.status, where, response.headers, kind)
         content_type = response.headers.get("content-type", "")
         mime = content_type.split(";", 1)[0].strip().lower()
-        if not mime.startswith("image/"):
-            msg = f"{where}: expected an image, got content type {content_type or 'none'!r}"
+        suffix = _suffix_for(mime, content_type, kind, where, response.status)
+        declared = response.headers.get("content-length", "").strip()
+        expected = int(declared) if declared.isascii() and declared.isdigit() else None
+        if expected is not None and expected > max_bytes:
+            msg = f"{where}: the {kind} is {expected:,} bytes; the limit is {max_bytes:,}"
             raise DecodeError(msg, status=response.status)
-        suffix = _SUFFIX_BY_TYPE.get(mime)
-        if suffix is None:
-            msg = f"{where}: unsupported image type {mime!r} (PNG, JPEG, WEBP or GIF expected)"
-            raise DecodeError(msg, status=response.status)
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_bytes:
-            msg = f"{where}: the image is {int(declared):,} bytes; the limit is {max_bytes:,}"
-            raise DecodeError(msg, status=response.status)
+        if response.headers.get("content-encoding", "identity").strip().lower() not in {
+            "",
+            "identity",
+        }:
+            expected = None  # the length of the compressed body, not of what is read
         target = directory / f"{stem}{suffix}"
         _inside(directory, target)
-        fd, temp_name = await anyio.to_thread.run_sync(
-            functools.partial(tempfile.mkstemp, prefix=f".{stem}.", suffix=".part", dir=directory)
-        )
+        with _local("create a temporary file in", directory):
+            fd, temp_name = await anyio.to_thread.run_sync(
+                functools.partial(
+                    tempfile.mkstemp, prefix=f".{stem}.", suffix=".part", dir=directory
+                )
+            )
         temp = Path(temp_name)
         handle = os.fdopen(fd, "wb")
         try:
@@ -270,26 +554,40 @@ async def _fetch_once(
             async for chunk in response.iter_chunks(_CHUNK):
                 size += len(chunk)
                 if size > max_bytes:
-                    msg = f"{where}: the image is larger than the limit of {max_bytes:,} bytes"
+                    msg = f"{where}: the {kind} is larger than the limit of {max_bytes:,} bytes"
                     raise DecodeError(msg, status=response.status)
                 if len(head) < _EDGE:
                     head = (head + chunk)[:_EDGE]
                 tail = (tail + chunk)[-_EDGE:]
-                await anyio.to_thread.run_sync(handle.write, chunk)
-            kind = image_kind(head)
-            if kind is None:
-                msg = f"{where}: the body is not a PNG, JPEG, WEBP or GIF image ({size:,} bytes)"
+                with _local("write", temp):
+                    await anyio.to_thread.run_sync(handle.write, chunk)
+            body = _body_kind(head)
+            label = kind if body is None else body.upper()
+            if body is None:
+                expected_kinds = "PNG, JPEG, WEBP or GIF" if kind == "image" else "MP4 or WebM"
+                msg = f"{where}: the body is not a {expected_kinds} {kind} ({size:,} bytes)"
                 raise DecodeError(msg, status=response.status)
-            if kind != _KIND_BY_SUFFIX[suffix]:
-                msg = f"{where}: content type {mime!r} but the body is a {kind.upper()} image"
+            if body not in _KINDS_BY_SUFFIX[suffix]:
+                msg = f"{where}: content type {mime!r} but the body is a {label} file"
                 raise DecodeError(msg, status=response.status)
-            if not is_complete_image(head, tail, size):
-                msg = f"{where}: the {kind.upper()} image is incomplete ({size:,} bytes received)"
+            if expected is not None and size != expected:
+                msg = f"{where}: the {label} {kind} is incomplete ({size:,} of {expected:,} bytes)"
                 raise DecodeError(msg, status=response.status)
-            await anyio.to_thread.run_sync(_sync_and_close, handle)
-            # mkstemp creates 0600 files; a saved image gets the usual umask permissions.
-            await anyio.to_thread.run_sync(os.chmod, temp, _FILE_MODE)
-            await anyio.to_thread.run_sync(os.replace, temp, target)
+            with _local("write", temp):
+                await anyio.to_thread.run_sync(_sync_and_close, handle)
+            complete = (
+                is_complete_image(head, tail, size)
+                if kind == "image"
+                else await anyio.to_thread.run_sync(is_complete_video, temp)
+            )
+            if not complete:
+                msg = f"{where}: the {label} {kind} is incomplete ({size:,} bytes received)"
+                raise DecodeError(msg, status=response.status)
+            # mkstemp creates 0600 files; a saved result gets the usual umask permissions.
+            with _local("set the permissions of", temp):
+                await anyio.to_thread.run_sync(os.chmod, temp, _FILE_MODE)
+            with _local("save", target):
+                await anyio.to_thread.run_sync(os.replace, temp, target)
         except BaseException:
             # Synchronous on purpose: it must run even while this task is being cancelled.
             _discard(handle, temp)
@@ -297,10 +595,43 @@ async def _fetch_once(
         return target
 
 
-async def download_image(
+def default_kind(task: Task) -> MediaKind:
+    """``"video"`` for a VIDEO task or a task whose only result is a video, else ``"image"``."""
+    if task.action in _VIDEO_ACTIONS:
+        return "video"
+    image = (task.image_url or "").strip()
+    if task.video_urls and (not image or image in task.video_urls):
+        return "video"
+    return "image"
+
+
+def media_url(task: Task, kind: MediaKind) -> str:
+    """The URL `download` fetches for *kind*; InvalidRequestError when there is none."""
+    if kind == "video":
+        url = (task.video_url or "").strip()
+        if not url:
+            msg = f"task {task.id} has no video (no videoUrl, videoUrls or video imageUrl)"
+            raise InvalidRequestError(msg)
+    else:
+        url = (task.image_url or "").strip()
+        if not url:
+            msg = f"task {task.id} succeeded but has no image_url"
+            raise InvalidRequestError(msg)
+        if url in task.video_urls:
+            # trueai puts a VIDEO task's video in imageUrl: never save it as an image.
+            msg = f"task {task.id} has no image: its imageUrl is its video; use kind='video'"
+            raise InvalidRequestError(msg)
+    if urlsplit(url).scheme.lower() not in {"http", "https"}:
+        msg = f"task {task.id} has a {kind} URL that is not http(s): {_redacted(url)!r}"
+        raise InvalidRequestError(msg)
+    return url
+
+
+async def download_result(
     task: Task,
     directory: str | os.PathLike[str],
     *,
+    kind: MediaKind,
     transport: AsyncTransport,
     headers: Mapping[str, str],
     retry: RetryPolicy,
@@ -309,39 +640,39 @@ async def download_image(
     max_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
     timeout: float | None = None,
 ) -> Path:
-    """Save *task*'s final image in *directory* and return its path (see `Client.download`).
+    """Save *task*'s final image or video in *directory*; return its path (`Client.download`).
 
-    *headers* are sent as given: the caller decides whether the image's host may see
+    *headers* are sent as given: the caller decides whether the result's host may see
     the API key.
     """
+    if kind not in {"image", "video"}:
+        msg = f'kind must be "image" or "video", got {kind!r}'
+        raise InvalidRequestError(msg)
     if task.status != TaskStatus.SUCCESS:
         msg = (
             f"task {task.id} is {task.status or 'without status'}, not SUCCESS; "
-            "only a finished task's final image is downloaded (never the preview)"
+            f"only a finished task's final {kind} is downloaded (never the preview)"
         )
         raise InvalidRequestError(msg)
-    url = (task.image_url or "").strip()
-    if not url:
-        msg = f"task {task.id} succeeded but has no image_url"
-        raise InvalidRequestError(msg)
-    if urlsplit(url).scheme.lower() not in {"http", "https"}:
-        msg = f"task {task.id} has an image_url that is not http(s): {_redacted(url)!r}"
-        raise InvalidRequestError(msg)
+    url = media_url(task, kind)
     if max_bytes <= 0:
         msg = f"max_bytes must be > 0, got {max_bytes!r}"
         raise InvalidRequestError(msg)
-    stem, wanted_suffix = _stem_for(task, filename)
+    suffixes = _VIDEO_SUFFIXES if kind == "video" else _IMAGE_SUFFIXES
+    stem, wanted_suffix = _stem_for(task, filename, suffixes)
     folder = Path(os.fspath(directory))
     await anyio.to_thread.run_sync(_prepare_directory, folder)
-    existing = await anyio.to_thread.run_sync(_existing_complete, folder, stem, wanted_suffix)
+    limit = await anyio.to_thread.run_sync(_name_max, folder)
+    stem = _fit(stem, min(_MAX_STEM_BYTES, limit - _TEMP_OVERHEAD))
+    existing = await anyio.to_thread.run_sync(_existing_complete, folder, stem, wanted_suffix, kind)
     if existing is not None:
         _inside(folder, existing)
-        logger.debug("%s already holds a complete image; not downloading again", existing)
+        logger.debug("%s already holds a complete %s; not downloading again", existing, kind)
         return existing
     request = Request("GET", url, dict(headers), None, timeout)
 
     async def attempt() -> Path:
-        return await _fetch_once(transport, request, folder, stem, max_bytes)
+        return await _fetch_once(transport, request, folder, stem, max_bytes, kind)
 
     return await with_retries(
         retry, RequestKind.QUERY, rng, attempt, what=f"the download of task {task.id}"

@@ -1,8 +1,11 @@
-"""Image inputs (bytes, Path, data URI, http(s) URL) -> validated data URIs.
+"""Image inputs (bytes, Path, data URI, http(s) URL) -> validated data URIs or URLs.
 
-Every proxy accepts ``data:<mime>;base64,<data>``; OSS rejects anything else. So every
-input is turned into one, with the MIME type sniffed from the bytes themselves (a
-``.png`` name on a JPEG is common), before anything is sent.
+Every proxy accepts ``data:<mime>;base64,<data>``; OSS rejects anything else. An input
+that must travel as base64 is turned into one, with the MIME type sniffed from the bytes
+themselves (a ``.png`` name on a JPEG is common), before anything is sent. A URL stays a
+URL wherever the route takes one (the client decides, route by route); where it must be
+downloaded, the body is streamed and the read stops as soon as it passes the size cap,
+so a hostile or broken host cannot make the client buffer more than the cap.
 """
 
 from __future__ import annotations
@@ -12,19 +15,74 @@ import binascii
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
+import anyio.to_thread
 
-from ._errors import InvalidRequestError
+from ._errors import InvalidRequestError, RateLimitError, ServerError
+from ._retry import parse_retry_after
+from ._transport import AsyncTransport, Request
 
-__all__ = ["ImageInput", "sniff_mime", "to_data_uri"]
+__all__ = [
+    "ImageInput",
+    "check_url",
+    "fetch_image",
+    "is_url",
+    "read_image_file",
+    "sniff_mime",
+    "to_data_uri",
+]
 
 ImageInput = bytes | bytearray | memoryview | os.PathLike[str] | str
 """An image: raw bytes, a `pathlib.Path`, a ``data:`` URI, or an ``http(s)://`` URL."""
 
 DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024
 
-UrlFetcher = Callable[[str, int], Awaitable[bytes]]
+UrlFetcher = Callable[[str, int, str], Awaitable[bytes]]
+
+_CHUNK = 64 * 1024
+# Enough bytes to tell PNG, JPEG, WEBP and GIF apart (WEBP needs 12).
+_SNIFF_BYTES = 12
+
+
+def is_url(image: object) -> bool:
+    """Whether *image* is an ``http(s)://`` URL string (the form routes may take as is)."""
+    if not isinstance(image, str):
+        return False
+    head = image.lstrip()[:8].lower()
+    return head.startswith(("http://", "https://"))
+
+
+def check_url(url: str, what: str) -> str:
+    """The URL, stripped, once it is a usable http(s) URL; InvalidRequestError otherwise.
+
+    A URL sent as is lands in a prompt or a JSON field: whitespace would split it into
+    two prompt words, and a URL without a host is no link.
+    """
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+    except ValueError as exc:
+        msg = f"{what} is not a valid URL: {_redacted(text)!r}"
+        raise InvalidRequestError(msg) from exc
+    if parts.scheme.lower() not in {"http", "https"} or not host:
+        msg = f"{what} is not an http(s) URL with a host: {_redacted(text)!r}"
+        raise InvalidRequestError(msg)
+    if any(char.isspace() or ord(char) < 0x20 for char in text):
+        msg = f"{what} URL contains whitespace or control characters: {_redacted(text)!r}"
+        raise InvalidRequestError(msg)
+    return text
+
+
+def _redacted(url: str) -> str:
+    """The URL without its query: signed CDN links carry tokens that belong in no message."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.split("?", 1)[0]
+    return urlunsplit(parts._replace(query="", fragment=""))
 
 
 def sniff_mime(data: bytes) -> str | None:
@@ -69,6 +127,78 @@ def _decode_data_uri(uri: str, what: str) -> bytes:
         raise InvalidRequestError(msg) from exc
 
 
+def _read_capped(path: Path, what: str, max_bytes: int) -> bytes:
+    with path.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size > max_bytes:
+            msg = f"{what} file {path} is {size:,} bytes; the limit is {max_bytes:,}"
+            raise InvalidRequestError(msg)
+        # One byte more than the cap: a file that grew since fstat is still caught.
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        msg = f"{what} file {path} is larger than the limit of {max_bytes:,} bytes"
+        raise InvalidRequestError(msg)
+    return data
+
+
+async def read_image_file(path: Path, what: str, max_bytes: int) -> bytes:
+    """Read an image file: its size is checked before reading, and never more is read."""
+    try:
+        return await anyio.to_thread.run_sync(_read_capped, path, what, max_bytes)
+    except FileNotFoundError as exc:
+        msg = f"{what} file not found: {path}"
+        raise InvalidRequestError(msg) from exc
+    except IsADirectoryError as exc:
+        msg = f"{what} path is a directory: {path}"
+        raise InvalidRequestError(msg) from exc
+    except PermissionError as exc:
+        msg = f"{what} file is not readable: {path}"
+        raise InvalidRequestError(msg) from exc
+    except OSError as exc:
+        msg = f"{what} file {path} cannot be read: {exc.strerror or exc}"
+        raise InvalidRequestError(msg) from exc
+
+
+async def fetch_image(
+    transport: AsyncTransport, request: Request, what: str, max_bytes: int
+) -> bytes:
+    """One streamed GET of an image input, read no further than *max_bytes*.
+
+    A ``Content-Length`` over the cap is refused before the body is read, a body whose
+    first bytes are no image is refused at once, and the read stops at the first chunk
+    that passes the cap: memory stays within the cap plus one chunk. A 429 or 5xx
+    raises `RateLimitError` / `ServerError` (the caller may retry); every other refusal
+    is an `InvalidRequestError`.
+    """
+    where = f"{what} at {_redacted(request.url)}"
+    async with transport.stream(request) as response:
+        status = response.status
+        if status == 429:
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
+            msg = f"could not download {where}: HTTP 429"
+            raise RateLimitError(msg, status=status, retry_after=retry_after)
+        if status >= 500:
+            raise ServerError(f"could not download {where}: HTTP {status}", status=status)
+        if not 200 <= status < 300:
+            msg = f"could not download {where}: HTTP {status}"
+            raise InvalidRequestError(msg)
+        declared = response.headers.get("content-length", "").strip()
+        if declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
+            msg = f"{where} is {int(declared):,} bytes; the limit is {max_bytes:,}"
+            raise InvalidRequestError(msg)
+        body = bytearray()
+        async for chunk in response.iter_chunks(_CHUNK):
+            if len(body) + len(chunk) > max_bytes:
+                msg = f"{where} is larger than the limit of {max_bytes:,} bytes"
+                raise InvalidRequestError(msg)
+            sniffed = len(body) >= _SNIFF_BYTES
+            body += chunk
+            if not sniffed and len(body) >= _SNIFF_BYTES and sniff_mime(bytes(body[:16])) is None:
+                msg = f"{where} is not a PNG, JPEG, WEBP or GIF image"
+                raise InvalidRequestError(msg)
+        return bytes(body)
+
+
 async def to_data_uri(
     image: object,
     *,
@@ -87,36 +217,20 @@ async def to_data_uri(
         return _encode(bytes(image), what, max_bytes, png_only=png_only)
     if isinstance(image, os.PathLike):
         path = Path(os.fspath(image))
-        try:
-            size = (await anyio.Path(path).stat()).st_size
-            if size > max_bytes:
-                msg = f"{what} file {path} is {size:,} bytes; the limit is {max_bytes:,}"
-                raise InvalidRequestError(msg)
-            data = await anyio.Path(path).read_bytes()
-        except FileNotFoundError as exc:
-            msg = f"{what} file not found: {path}"
-            raise InvalidRequestError(msg) from exc
-        except IsADirectoryError as exc:
-            msg = f"{what} path is a directory: {path}"
-            raise InvalidRequestError(msg) from exc
-        except PermissionError as exc:
-            msg = f"{what} file is not readable: {path}"
-            raise InvalidRequestError(msg) from exc
-        except OSError as exc:
-            msg = f"{what} file {path} cannot be read: {exc.strerror or exc}"
-            raise InvalidRequestError(msg) from exc
+        data = await read_image_file(path, what, max_bytes)
         return _encode(data, f"{what} file {path}", max_bytes, png_only=png_only)
     if isinstance(image, str):
         text = image.strip()
         if text[:5].lower() == "data:":
             data = _decode_data_uri(text, what)
             return _encode(data, what, max_bytes, png_only=png_only)
-        if text[:7].lower() == "http://" or text[:8].lower() == "https://":
+        if is_url(text):
             if fetch_url is None:
                 msg = f"{what} is a URL, but no downloader is available"
                 raise InvalidRequestError(msg)
-            data = await fetch_url(text, max_bytes)
-            return _encode(data, f"{what} at {text}", max_bytes, png_only=png_only)
+            url = check_url(text, what)
+            data = await fetch_url(url, max_bytes, what)
+            return _encode(data, f"{what} at {_redacted(url)}", max_bytes, png_only=png_only)
         msg = (
             f"{what} string is neither a data: URI nor an http(s) URL; "
             "pass a pathlib.Path to read a file"

@@ -160,6 +160,18 @@ class Button:
         """A short human form: the name, else the label, else the emoji, else the customId."""
         return self.name or self.label or self.emoji or self.custom_id
 
+    def __repr__(self) -> str:
+        # The customId is a long opaque hash; the semantic name is what a reader needs.
+        name = self.name
+        if name is not None:
+            return f"Button(name={name!r})"
+        shown = [
+            f"{key}={value!r}"
+            for key, value in (("label", self.label), ("emoji", self.emoji))
+            if value
+        ]
+        return f"Button({', '.join(shown) or f'custom_id={self.custom_id!r}'})"
+
 
 @attrs.frozen(slots=True)
 class Task:
@@ -168,6 +180,12 @@ class Task:
     ``progress`` is the percentage as an int, or None when the wire had no number;
     times are timezone-aware UTC datetimes or None when unset; ``raw`` is the decoded
     JSON object, unknown fields included.
+
+    ``video_urls`` holds every video link the task carries, first-seen order, without
+    duplicates: ``videoUrl``, then ``imageUrl`` when that is a video (trueai puts a VIDEO
+    task's video there, and a video upscale's), then ``videoUrls`` (strings or
+    ``{"url": ...}`` objects). ``video_url`` is the first of them. ``image_url`` is always
+    ``imageUrl`` as sent, even when it is a video link: `Client.download` tells them apart.
     """
 
     id: str
@@ -186,6 +204,27 @@ class Task:
     buttons: tuple[Button, ...] = ()
     properties: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
     raw: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
+    # Last, so positional construction of the fields above keeps working.
+    video_urls: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:
+        # Button names, not nine 60-character customIds; URLs and prompts stay in the fields.
+        parts = [f"id={_short(self.id)!r}"]
+        if self.action is not None:
+            parts.append(f"action={str(self.action)!r}")
+        parts.append(f"status={str(self.status)!r}")
+        parts.append(f"progress={self.progress!r}")
+        if self.fail_reason:
+            parts.append(f"fail_reason={_short(self.fail_reason)!r}")
+        if self.video_urls:
+            parts.append(f"videos={len(self.video_urls)}")
+        parts.append(f"buttons=[{' '.join(button.describe() for button in self.buttons)}]")
+        return f"Task({', '.join(parts)})"
+
+    @property
+    def video_url(self) -> str | None:
+        """The task's first video link, or None when it has no video."""
+        return self.video_urls[0] if self.video_urls else None
 
     @property
     def is_terminal(self) -> bool:
@@ -222,6 +261,10 @@ class Task:
         listing = ", ".join(available) if available else "none"
         message = f"task {self.id} has no button {key!r}; its buttons: {listing}"
         raise ButtonNotFoundError(message, key=key, available=available)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @attrs.frozen(slots=True)

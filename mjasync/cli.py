@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import math
+import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -24,16 +27,29 @@ from . import __about__
 from ._chains import gather_chains
 from ._client import Client
 from ._errors import (
+    APIError,
     ButtonNotFoundError,
     InvalidRequestError,
     MJError,
+    ModalRequiredError,
     TaskError,
     TaskTimeoutError,
     TransportError,
 )
+from ._images import DEFAULT_MAX_IMAGE_BYTES
 from ._models import Task
 from ._poll import PollPolicy
-from .bulk import BulkEvent, BulkReport, BulkRunner, Job, parse_actions
+from ._retry import RetryPolicy
+from .bulk import (
+    BulkEvent,
+    BulkReport,
+    BulkRunner,
+    InputError,
+    Job,
+    check_jobs,
+    load_jobs,
+    parse_actions,
+)
 
 __all__ = [
     "EXIT_API",
@@ -53,6 +69,7 @@ EXIT_INTERRUPTED = 130
 
 _EPILOG = """\
 configuration: flags, else the environment: MJ_BASE_URL, MJ_API_KEY, MJ_AUTH.
+-v/--verbose shows the library's log: requests, retries, back-offs (never the key).
 
 exit codes:
   0    ok
@@ -74,7 +91,7 @@ DEMO_PROMPTS = (
 )
 
 try:  # rich is optional: without it the CLI prints plain progress lines.
-    from rich.console import Console
+    from rich.console import Console, RenderableType
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -86,6 +103,7 @@ try:  # rich is optional: without it the CLI prints plain progress lines.
         TimeRemainingColumn,
     )
     from rich.table import Table
+    from rich.text import Text
 
     HAVE_RICH = True
 except ImportError:  # pragma: no cover - exercised only without the cli extra
@@ -94,6 +112,10 @@ except ImportError:  # pragma: no cover - exercised only without the cli extra
 
 class UsageError(Exception):
     """A mistake in how the command was called; printed as one line, exit code 2."""
+
+
+class ServerUnreachableError(Exception):
+    """The server stopped answering during a wait; printed as one line, exit code 3."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -124,11 +146,14 @@ def _task_dict(task: Task) -> dict[str, Any]:
 class _Out:
     """Where results go: JSON on stdout with ``--json``, else human lines; progress on stderr."""
 
-    def __init__(self, as_json: bool, stdout: TextIO, stderr: TextIO) -> None:
+    def __init__(
+        self, as_json: bool, stdout: TextIO, stderr: TextIO, *, verbose: bool = False
+    ) -> None:
         self.json = as_json
         self.stdout = stdout
         self.stderr = stderr
-        self.fancy = HAVE_RICH and not as_json and stderr.isatty()
+        # With -v the log lines go to stderr too; live bars would overwrite them.
+        self.fancy = HAVE_RICH and not as_json and not verbose and stderr.isatty()
 
     def result(self, data: dict[str, Any], human: Sequence[str]) -> None:
         if self.json:
@@ -141,10 +166,15 @@ class _Out:
         if not self.json:
             print(line, file=self.stderr)
 
-    def error(self, message: str) -> None:
+    def error(self, message: str, details: Sequence[str] = ()) -> None:
         print(f"mjasync: error: {message}", file=self.stderr)
+        for line in details:
+            print(f"  {line}", file=self.stderr)
         if self.json:
-            print(json.dumps({"ok": False, "error": message}), file=self.stdout)
+            data: dict[str, Any] = {"ok": False, "error": message}
+            if details:
+                data["problems"] = list(details)
+            print(json.dumps(data, ensure_ascii=False), file=self.stdout)
 
 
 class _TaskBars:
@@ -191,27 +221,53 @@ class _TaskBars:
         return update
 
 
-class _BulkDisplay(AbstractContextManager["_BulkDisplay"]):
-    """Bulk progress: a jobs bar with done/failed and an ETA, and a line per task in flight."""
+_QUEUED_STATUSES = frozenset({"", "NOT_START", "SUBMITTED"})
 
-    def __init__(self, out: _Out, total: int) -> None:
+
+class _BulkDisplay:
+    """Bulk progress: a status line, a jobs bar with done/failed and an ETA, a row per task.
+
+    The status line says what the run is waiting on ("waiting on 12 tasks (3 in queue,
+    9 running)", "backing off 4s: server queue full") and when anything last changed,
+    so a long wait never looks frozen. On a terminal it sits above the bars and the task
+    rows are cut to the terminal's height; without one it is printed every *heartbeat*
+    seconds in which no other line was.
+    """
+
+    def __init__(
+        self,
+        out: _Out,
+        total: int,
+        *,
+        heartbeat: float = 10.0,
+        console: Any = None,
+    ) -> None:
         self.out = out
         self.total = total
         self.done = 0
         self.failed = 0
         self.unknown = 0
+        self.heartbeat = heartbeat
         self._progress: Any = None
         self._rows: dict[tuple[str, str], Any] = {}
-        self._last_backoff = 0.0
-        if out.fancy:
-            self._progress = Progress(
+        self._status: dict[tuple[str, str], str] = {}  # task in flight -> its status
+        self._queued: set[tuple[str, str]] = set()  # submits waiting for room
+        self._pause_until = 0.0
+        self._pause_why = ""
+        self._limit = 0
+        self._last_change = time.monotonic()
+        self._last_printed = time.monotonic()
+        self._last_pushback = 0.0
+        if out.fancy or console is not None:
+            self._progress = _StatusProgress(
+                self.status_line,
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.percentage:>3.0f}%"),
                 TimeRemainingColumn(),
-                console=Console(file=out.stderr),
+                console=console or Console(file=out.stderr),
             )
             self._jobs: TaskID = self._progress.add_task(self._summary(), total=total)
 
@@ -235,8 +291,47 @@ class _BulkDisplay(AbstractContextManager["_BulkDisplay"]):
             self._rows.clear()
             self._progress.stop()
 
+    # -- what the run is waiting on ------------------------------------------------------
+
+    def status_line(self) -> str:
+        """One line: what is being waited on, and how long ago anything changed."""
+        now = time.monotonic()
+        parts: list[str] = []
+        if self._status:
+            queued = sum(1 for status in self._status.values() if status in _QUEUED_STATUSES)
+            count = len(self._status)
+            parts.append(
+                f"waiting on {count} task{'s' if count != 1 else ''} "
+                f"({queued} in queue, {count - queued} running)"
+            )
+        if self._queued:
+            count = len(self._queued)
+            room = f"this run has {self._limit} on the server" if self._limit else "no room"
+            parts.append(f"{count} submit{'s' if count != 1 else ''} waiting for room ({room})")
+        pause = self._pause_until - now
+        if pause > 0:
+            parts.append(f"backing off {math.ceil(pause)}s: {self._pause_why}")
+        if not parts:
+            parts.append("working")
+        parts.append(f"last change {now - self._last_change:.0f}s ago")
+        return "; ".join(parts)
+
+    def tick(self) -> None:
+        """Called every second: without live bars, print the status line when due."""
+        if self._progress is not None or not self._busy():
+            return
+        if time.monotonic() - self._last_printed >= self.heartbeat:
+            self._print(self.status_line())
+
+    def _busy(self) -> bool:
+        return bool(self._status or self._queued or self._pause_until > time.monotonic())
+
+    # -- events ----------------------------------------------------------------------------
+
     def __call__(self, event: BulkEvent) -> None:
+        self._last_change = time.monotonic()
         kind = event.kind
+        key = (event.job.key, event.step or "")
         finished = {"job_done": "done", "job_skipped": "done", "job_failed": "failed"}
         if kind in finished or kind == "job_unknown":
             if kind == "job_unknown":
@@ -245,18 +340,36 @@ class _BulkDisplay(AbstractContextManager["_BulkDisplay"]):
                 self.done += 1
             else:
                 self.failed += 1
-            self._drop_rows(event.job.key)
+            self._forget_job(event.job.key)
             self._job_line(event)
+        elif kind == "task_queued":
+            self._queued.add(key)
+            self._limit = event.limit
         elif kind in {"task_submitted", "task_progress"} and event.step is not None:
+            self._queued.discard(key)
+            self._status[key] = str(event.task.status) if event.task else "SUBMITTED"
             self._task_row(event)
+        elif kind == "task_finished":
+            self._status.pop(key, None)
         elif kind == "downloaded" and event.step is not None:
-            self._drop_row((event.job.key, event.step))
-        elif kind == "backoff" and time.monotonic() - self._last_backoff > 5:
-            # Rate-limited on purpose: under a full queue every submitter backs off at once.
-            self._last_backoff = time.monotonic()
-            self._print(f"server pushed back ({event.message})")
+            self._drop_row(key)
+        elif kind == "backoff":
+            self._queued.add(key)
+            self._limit = event.limit
+            why = event.message.split(" (", 1)[0]
+            if event.delay > 0:
+                self._pause_until = max(self._pause_until, time.monotonic() + event.delay)
+                self._pause_why = why
+                line = f"backing off {event.delay:.0f}s: {event.message}"
+            else:
+                line = f"{event.message}; retrying when one of this run's tasks finishes"
+            # Rate-limited on purpose: under a full queue every submitter is refused at once.
+            if time.monotonic() - self._last_pushback > 5:
+                self._last_pushback = time.monotonic()
+                self._print(line)
 
     def _print(self, line: str) -> None:
+        self._last_printed = time.monotonic()
         if self._progress is not None:
             self._progress.console.print(line, markup=False, highlight=False)
         else:
@@ -264,17 +377,18 @@ class _BulkDisplay(AbstractContextManager["_BulkDisplay"]):
 
     def _job_line(self, event: BulkEvent) -> None:
         finished = self.done + self.failed + self.unknown
+        name = f"{event.job.key} (line {event.job.line})" if event.job.line else event.job.key
         if self._progress is not None:
             self._progress.update(self._jobs, completed=finished, description=self._summary())
             if event.kind in {"job_failed", "job_unknown"}:
                 word = "failed" if event.kind == "job_failed" else "unknown"
-                self._print(f"{word}: {event.job.key}: {event.message}")
+                self._print(f"{word}: {name}: {event.message}")
             return
         word = {"job_done": "done", "job_skipped": "done (earlier run)"}.get(
             event.kind, "failed" if event.kind == "job_failed" else "unknown"
         )
         detail = f": {event.message}" if event.message else ""
-        self.out.note(f"[{finished}/{self.total}] {word} {event.job.key}{detail}")
+        self._print(f"[{finished}/{self.total}] {word} {name}{detail}")
 
     def _task_row(self, event: BulkEvent) -> None:
         if self._progress is None or event.step is None:
@@ -295,9 +409,37 @@ class _BulkDisplay(AbstractContextManager["_BulkDisplay"]):
         if row is not None and self._progress is not None:
             self._progress.remove_task(row)
 
-    def _drop_rows(self, job_key: str) -> None:
+    def _forget_job(self, job_key: str) -> None:
         for key in [k for k in self._rows if k[0] == job_key]:
             self._drop_row(key)
+        for key in [k for k in self._status if k[0] == job_key]:
+            del self._status[key]
+        self._queued = {k for k in self._queued if k[0] != job_key}
+
+
+if HAVE_RICH:
+
+    class _StatusProgress(Progress):
+        """rich bars under a status line, never taller than the terminal.
+
+        A live display taller than the terminal is cut at the bottom, and what stays
+        visible may not change for minutes: the status line goes first, and task rows
+        beyond the terminal's height are summed up in one line instead.
+        """
+
+        def __init__(self, status: Callable[[], str], *columns: Any, **options: Any) -> None:
+            self._status_text = status  # before Progress.__init__, which renders once
+            super().__init__(*columns, **options)
+
+        def get_renderables(self) -> Iterator[RenderableType]:
+            yield Text(self._status_text(), style="dim", no_wrap=True, overflow="ellipsis")
+            tasks = list(self.tasks)
+            # Progress renders once while building its Live, before self.live exists.
+            live = getattr(self, "live", None)
+            room = max(1, (live.console.size.height if live is not None else 24) - 3)
+            yield self.make_tasks_table(tasks[:room])
+            if len(tasks) > room:
+                yield Text(f"  ... and {len(tasks) - room} more tasks in flight", style="dim")
 
 
 # -- commands --------------------------------------------------------------------------
@@ -312,6 +454,8 @@ def _client(args: argparse.Namespace, **extra: Any) -> Client:
                 interval=interval, max_interval=max(interval, 10.0), first_poll=min(interval, 0.5)
             ),
         )
+    if args.attempts is not None:
+        extra.setdefault("retry", RetryPolicy(attempts=args.attempts))
     return Client(
         args.base_url,
         args.api_key,
@@ -322,8 +466,23 @@ def _client(args: argparse.Namespace, **extra: Any) -> Client:
     )
 
 
+def _flag_value(flag: str, parse: Callable[[Any], Any], value: Any) -> Any:
+    """Parse a flag's value; a bad one is a usage error that names the flag."""
+    try:
+        return parse(value)
+    except InvalidRequestError as error:
+        raise UsageError(f"{flag}: {error}") from None
+
+
+def _require(value: str, name: str) -> str:
+    if not value.strip():
+        raise UsageError(f"{name} must not be empty")
+    return value
+
+
 async def _cmd_imagine(args: argparse.Namespace, out: _Out) -> int:
-    buttons = parse_actions(args.upscale)
+    _require(args.prompt, "PROMPT")
+    buttons = _flag_value("--upscale", parse_actions, args.upscale)
     async with _client(args) as mj:
         submission = await mj.imagine(args.prompt)
         out.note(f"submitted imagine task {submission.task_id}")
@@ -376,16 +535,28 @@ async def _cmd_imagine(args: argparse.Namespace, out: _Out) -> int:
 
 
 async def _cmd_action(args: argparse.Namespace, out: _Out) -> int:
+    mask = Path(args.mask) if args.mask is not None else None
+    if args.prompt is not None:
+        _require(args.prompt, "--prompt")
     async with _client(args) as mj:
         parent = await mj.fetch(args.task_id)
         with _TaskBars(out) as bars:
-            task = await mj.run_action(
-                parent,
-                args.button,
-                prompt=args.prompt,
-                timeout=args.wait_timeout,
-                on_progress=bars.callback(args.button),
-            )
+            try:
+                task = await mj.run_action(
+                    parent,
+                    args.button,
+                    prompt=args.prompt,
+                    mask=mask,
+                    timeout=args.wait_timeout,
+                    on_progress=bars.callback(args.button),
+                )
+            except ModalRequiredError as error:
+                # Remix (or a relay that hid the modal) asks for a prompt after the fact.
+                msg = (
+                    f"pressing {args.button} opened a modal (task {error.task.id}, probably "
+                    "remix): press it again with --prompt TEXT (and --mask FILE for vary_region)"
+                )
+                raise TaskError(error.task, msg) from None
         files = [await mj.download(task, args.out)] if args.out else []
     out.result(
         {"ok": True, "task": _task_dict(task), "files": [str(f) for f in files]},
@@ -399,9 +570,13 @@ async def _cmd_task(args: argparse.Namespace, out: _Out) -> int:
     async with _client(args) as mj:
         if args.wait:
             with _TaskBars(out) as bars:
-                task = await mj.await_task(
-                    args.task_id, timeout=args.wait_timeout, on_progress=bars.callback("task")
-                )
+                try:
+                    task = await mj.await_task(
+                        args.task_id, timeout=args.wait_timeout, on_progress=bars.callback("task")
+                    )
+                except TaskTimeoutError as error:
+                    await _explain_timeout(mj, args, error)
+                    raise
         else:
             task = await mj.fetch(args.task_id)
     buttons = ", ".join(b.describe() for b in task.buttons) or "none"
@@ -419,6 +594,29 @@ async def _cmd_task(args: argparse.Namespace, out: _Out) -> int:
     return EXIT_FAILED if task.status in {"FAILURE", "CANCEL"} else EXIT_OK
 
 
+async def _explain_timeout(mj: Client, args: argparse.Namespace, error: TaskTimeoutError) -> None:
+    """A wait ran out: was the task slow (exit 1), or the server failing (exit 3)?
+
+    The poller backs off quietly on failed polls (its warnings are the CLI's to show,
+    with -v), so one bounded fetch tells the two apart and names the real cause.
+    """
+    with anyio.move_on_after(min(5.0, args.timeout)):
+        try:
+            await mj.fetch(args.task_id)
+        except (TransportError, APIError) as failure:
+            if (
+                isinstance(failure, TransportError)
+                or failure.status is None
+                or (failure.status >= 500)
+            ):
+                raise ServerUnreachableError(
+                    f"task {args.task_id} did not finish within {args.wait_timeout:g} s: "
+                    f"the server stopped answering ({failure})"
+                ) from None
+        except MJError:
+            return
+
+
 async def _cmd_seed(args: argparse.Namespace, out: _Out) -> int:
     async with _client(args) as mj:
         seed = await mj.image_seed(args.task_id)
@@ -426,24 +624,46 @@ async def _cmd_seed(args: argparse.Namespace, out: _Out) -> int:
     return EXIT_OK
 
 
+async def _checked_jobs(path: Path) -> list[Job]:
+    """The jobs of *path*, every one checked, before any client exists or anything is sent.
+
+    A bad file is refused as a whole, every problem listed by line (the CLI never
+    changes the client's image limit, so the default one applies).
+    """
+    jobs = await anyio.to_thread.run_sync(load_jobs, path)
+    await check_jobs(jobs, name=str(path), max_image_bytes=DEFAULT_MAX_IMAGE_BYTES)
+    return jobs
+
+
 async def _run_batch(
     mj: Client,
     out: _Out,
-    jobs: Sequence[Job] | Path,
+    jobs: Sequence[Job],
     out_dir: Path,
     **options: Any,
 ) -> BulkReport:
-    from .bulk import load_jobs
+    if out.json:
+        return await BulkRunner(mj, out_dir, **options).run(jobs)
+    with _BulkDisplay(out, len(jobs)) as display:
+        runner = BulkRunner(mj, out_dir, on_event=display, **options)
+        async with anyio.create_task_group() as group:
 
-    job_list = load_jobs(jobs) if isinstance(jobs, Path) else list(jobs)
-    display: AbstractContextManager[Any]
-    display = _BulkDisplay(out, len(job_list)) if not out.json else nullcontext(None)
-    with display as on_event:
-        runner = BulkRunner(mj, out_dir, on_event=on_event, **options)
-        return await runner.run(job_list)
+            async def heartbeat() -> None:
+                while True:
+                    await anyio.sleep(1.0)
+                    display.tick()
+
+            group.start_soon(heartbeat)
+            report = await runner.run(jobs)
+            group.cancel_scope.cancel()
+    return report
 
 
 def _report_lines(report: BulkReport, out: _Out) -> list[str]:
+    def name(key: str) -> str:
+        line = report.lines.get(key)
+        return f"line {line} ({key})" if line else key
+
     lines = [
         f"{len(report.done)} of {report.total} jobs done"
         + (f" ({len(report.skipped)} in an earlier run)" if report.skipped else "")
@@ -451,21 +671,23 @@ def _report_lines(report: BulkReport, out: _Out) -> list[str]:
         + f"; {report.requests} requests ({report.requests_total} over all runs)"
         + f" in {report.elapsed:.1f}s",
     ]
-    lines += [f"  failed  {key}: {reason}" for key, reason in report.failed.items()]
-    lines += [f"  unknown {key}: {reason}" for key, reason in report.unknown.items()]
+    lines += [f"  failed  {name(key)}: {reason}" for key, reason in report.failed.items()]
+    lines += [f"  unknown {name(key)}: {reason}" for key, reason in report.unknown.items()]
     lines.append(f"images: {report.out_dir}   journal: {report.journal}")
     return lines
 
 
 async def _cmd_batch(args: argparse.Namespace, out: _Out) -> int:
+    actions = _flag_value("--actions", parse_actions, args.actions)
+    jobs = await _checked_jobs(Path(args.file))
     async with _client(args) as mj:
         report = await _run_batch(
             mj,
             out,
-            Path(args.file),
+            jobs,
             Path(args.out),
             journal=args.journal,
-            actions=args.actions,
+            actions=actions,
             concurrency=args.concurrency,
             task_timeout=args.wait_timeout,
             resubmit_unknown=args.resubmit_unknown,
@@ -493,7 +715,8 @@ async def _cmd_demo(args: argparse.Namespace, out: _Out) -> int:
     from .simulator import Simulator
 
     out_dir = Path(args.out)
-    jobs = _prepare_demo(out_dir)
+    jobs_file = _prepare_demo(out_dir)
+    jobs = await _checked_jobs(jobs_file)
     async with Simulator(
         dialect="plus", time_scale=args.time_scale, seed=1, slots=6, queue_size=24
     ) as sim:
@@ -510,10 +733,7 @@ async def _cmd_demo(args: argparse.Namespace, out: _Out) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
-def _demo_summary(report: BulkReport, jobs_file: Path, out: _Out) -> None:
-    from .bulk import load_jobs
-
-    jobs = load_jobs(jobs_file)
+def _demo_summary(report: BulkReport, jobs: Sequence[Job], out: _Out) -> None:
     by_job: dict[str, list[str]] = {job.key: [] for job in jobs}
     for path in report.files:
         key = path.stem.rsplit("-", 1)[0]
@@ -540,8 +760,16 @@ def _demo_summary(report: BulkReport, jobs_file: Path, out: _Out) -> None:
 
 
 def _cmd_simulator(argv: Sequence[str]) -> int:
+    from .simulator.__main__ import build_parser as simulator_parser
     from .simulator.__main__ import serve
 
+    if {"-h", "--help"} & set(argv):
+        # The simulator's own parser, shown under this command's name and with defaults.
+        parser = simulator_parser()
+        parser.prog = "mjasync simulator"
+        parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
+        parser.print_help(sys.stdout)
+        return EXIT_OK
     return serve(list(argv))
 
 
@@ -549,16 +777,22 @@ def _cmd_simulator(argv: Sequence[str]) -> int:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
     return value
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
     return value
 
 
@@ -589,10 +823,24 @@ def _common_options(suppress: bool) -> _Parser:
         help="seconds between status polls of a running task (default 2)",
     )
     group.add_argument(
+        "--attempts",
+        type=_positive_int,
+        default=argparse.SUPPRESS if suppress else None,
+        help="tries per HTTP request, the first included (default 3); "
+        "a submit is only retried when it provably never arrived",
+    )
+    group.add_argument(
         "--json",
         action="store_true",
         default=argparse.SUPPRESS if suppress else False,
         help="print machine-readable JSON on stdout, no progress bars",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="log every request and retry on stderr (the key is never shown)",
     )
     return parent
 
@@ -607,7 +855,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_common_options(suppress=False)],
     )
-    parser.add_argument("--version", action="version", version=__about__.__version__)
+    parser.add_argument("--version", action="version", version=f"mjasync {__about__.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     common = [_common_options(suppress=True)]
 
@@ -641,7 +889,13 @@ def build_parser() -> argparse.ArgumentParser:
     action = sub.add_parser("action", help="press a button of a finished task", parents=common)
     action.add_argument("task_id")
     action.add_argument("button", help="U1, V2, vary_region, a label, an emoji or a customId")
-    action.add_argument("--prompt", help="the prompt for a button that opens a modal")
+    action.add_argument(
+        "--prompt",
+        help='the prompt for a button that opens a modal (custom_zoom: "... --zoom 1.5")',
+    )
+    action.add_argument(
+        "--mask", metavar="FILE", help="vary_region's mask: a PNG, white = repaint, black = keep"
+    )
     action.add_argument("--out", help="download the result into this directory")
     wait_option(action)
 
@@ -664,7 +918,12 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--out", required=True, help="where images go")
     batch.add_argument("--journal", help="the SQLite journal (default OUT/mjasync-journal.sqlite3)")
     batch.add_argument("--actions", default="", help="buttons for jobs naming none: U1,U2 or all")
-    batch.add_argument("--concurrency", type=_positive_int, default=4, help="jobs in flight")
+    batch.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=4,
+        help="jobs in flight (default 4); their tasks on the server adapt to its queue",
+    )
     batch.add_argument(
         "--resubmit-unknown",
         action="store_true",
@@ -693,6 +952,66 @@ def _exit_code(error: BaseException) -> int:
     if isinstance(error, TaskError | TaskTimeoutError):
         return EXIT_FAILED
     return EXIT_API
+
+
+# The library's parameters and the CLI's flags for them: a CLI user never typed prompt=.
+_FLAGS = {"prompt": "--prompt", "mask": "--mask FILE"}
+_PARAMETER = re.compile(r"(?<![\w-])(prompt|mask)=(\.\.\.)?(\"[^\"]*\")?")
+
+
+def _cli_words(message: str) -> str:
+    """A library message in the CLI's words: ``prompt="x"`` becomes ``--prompt "x"``."""
+
+    def flag(match: re.Match[str]) -> str:
+        value = match.group(3)
+        return _FLAGS[match.group(1)] + (f" {value}" if value else "")
+
+    return _PARAMETER.sub(flag, message)
+
+
+def _describe_error(error: BaseException) -> tuple[str, list[str]]:
+    """The one-line message (and, for a bad jobs file, every problem) to print."""
+    if isinstance(error, InputError) and len(error.problems) > 1:
+        count = len(error.problems)
+        return f"{count} problems in the jobs; nothing was submitted", list(error.problems)
+    if isinstance(error, InputError):
+        return f"{error.problems[0]} (nothing was submitted)", []
+    text = str(error) or type(error).__name__
+    if isinstance(error, InvalidRequestError):
+        text = _cli_words(text)
+    return text, []
+
+
+@contextmanager
+def _logging(verbose: bool, stderr: TextIO) -> Iterator[None]:
+    """The CLI owns the ``mjasync`` logger's output while it runs.
+
+    Without -v nothing of the library's logging is printed (the CLI reports failures
+    itself, in one line); Python's last-resort handler would otherwise print the
+    poller's warnings in the middle of progress output. With -v every record from
+    DEBUG up goes to stderr with a timestamp.
+    """
+    logger = logging.getLogger("mjasync")
+    saved = (logger.level, logger.propagate)
+    handler: logging.Handler
+    if verbose:
+        handler = logging.StreamHandler(stderr)
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s.%(msecs)03d %(name)s %(levelname)s %(message)s", "%H:%M:%S"
+            )
+        )
+        logger.setLevel(logging.DEBUG)
+    else:
+        handler = logging.NullHandler()
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 async def _interruptible(work: Coroutine[Any, Any, int]) -> int:
@@ -734,23 +1053,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_simulator(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(args_list)
-    out = _Out(bool(args.json), sys.stdout, sys.stderr)
+    out = _Out(bool(args.json), sys.stdout, sys.stderr, verbose=bool(args.verbose))
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     command = _COMMANDS[args.command]
-    try:
-        return asyncio.run(_interruptible(command(args, out)))
-    except KeyboardInterrupt:
-        hint = "; rerun the same command to resume" if args.command == "batch" else ""
-        out.error(f"interrupted{hint}")
-        return EXIT_INTERRUPTED
-    except (MJError, UsageError, OSError) as error:
-        if isinstance(error, OSError) and not isinstance(error, TransportError):
+    with _logging(bool(args.verbose), sys.stderr):
+        try:
+            return asyncio.run(_interruptible(command(args, out)))
+        except KeyboardInterrupt:
+            hint = "; rerun the same command to resume" if args.command == "batch" else ""
+            out.error(f"interrupted{hint}")
+            return EXIT_INTERRUPTED
+        except (MJError, UsageError, ServerUnreachableError) as error:
+            # Before OSError: TaskTimeoutError is a TimeoutError, TransportError a
+            # ConnectionError, and both are OSErrors that are not about a local file.
+            message, details = _describe_error(error)
+            out.error(message, details)
+            return _exit_code(error)
+        except OSError as error:
             out.error(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "))
             return EXIT_USAGE
-        out.error(str(error) or type(error).__name__)
-        return _exit_code(error)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import sqlite3
 from collections.abc import AsyncIterator
@@ -11,11 +12,22 @@ import pytest
 
 import mjasync
 from mjasync import ConnectError, Request, RequestTimeoutError, Response
-from mjasync.bulk import BulkEvent, InputError, Job, load_jobs, parse_actions, parse_jobs, run_bulk
+from mjasync.bulk import (
+    BulkEvent,
+    BulkRunner,
+    InputError,
+    Job,
+    load_jobs,
+    parse_actions,
+    parse_jobs,
+    run_bulk,
+)
 from mjasync.simulator import Faults, Simulator
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+# Enough of a PNG for every check made before sending: the signature and an IHDR.
+TINY_PNG = PNG_SIGNATURE + b"\x00\x00\x00\rIHDR" + bytes(17) + PNG_IEND
 FAST_POLL = mjasync.PollPolicy(interval=0.01, max_interval=0.02, first_poll=0.005)
 FAST = {"backoff": 0.01, "max_backoff": 0.05, "task_timeout": 20.0}
 
@@ -104,6 +116,7 @@ def test_relative_image_paths_resolve_against_the_input_file(tmp_path: Path) -> 
     """``"images": ["ref.png"]`` means the file next to the jobs file, not the cwd."""
     path = tmp_path / "jobs.jsonl"
     path.write_text('{"prompt": "a fox", "images": ["ref.png", "https://h/i.png"]}\n')
+    (tmp_path / "ref.png").write_bytes(TINY_PNG)
     (job,) = load_jobs(path)
     assert job.images == (str(tmp_path / "ref.png"), "https://h/i.png")
 
@@ -113,7 +126,18 @@ def test_parse_actions_accepts_lists_all_and_lowercase() -> None:
     assert parse_actions("u1, U2,U1") == ("U1", "U2")
     assert parse_actions("all") == ("U1", "U2", "U3", "U4")
     assert parse_actions("none") == ()
-    assert parse_actions(["vary_subtle"]) == ("vary_subtle",)
+    assert parse_actions(["REROLL", "v2", "🔄"]) == ("reroll", "V2")
+
+
+def test_parse_actions_refuses_every_name_a_grid_cannot_have() -> None:
+    """U9, a typo and a button of an upscaled image are all named in one error."""
+    with pytest.raises(mjasync.InvalidRequestError) as caught:
+        parse_actions("U1,U9,upscale_subtel,vary_region")
+    message = str(caught.value)
+    assert "'U9'" in message
+    assert "did you mean upscale_subtle?" in message
+    assert "'vary_region' is a button of another kind of task" in message
+    assert "U1..U4, V1..V4 or reroll" in message
 
 
 # -- running -----------------------------------------------------------------------------
@@ -197,6 +221,39 @@ async def test_queue_full_pushes_back_and_every_job_still_finishes(tmp_path: Pat
         with sqlite3.connect(report.journal) as db:
             refused = db.execute("SELECT COUNT(*) FROM events WHERE what = 'never_sent'").fetchone()
         assert refused[0] > 0
+
+
+async def test_a_concurrency_far_above_what_the_server_admits_adapts_instead_of_pausing(
+    tmp_path: Path,
+) -> None:
+    """Queue-full answers cut the in-flight limit; retries follow finished tasks, not timers.
+
+    The server admits two tasks (one slot, one queue place) and the run asks for twelve
+    at once. A refusal while this run's tasks are running waits for one of them to
+    finish (``delay`` 0), never for the (here deliberately huge) timed back-off.
+    """
+    async with (
+        Simulator(dialect="plus", time_scale=0.002, seed=5, slots=1, queue_size=1) as sim,
+        mjasync.Client(
+            sim.base_url, "key", poll=FAST_POLL, retry=mjasync.RetryPolicy(attempts=1)
+        ) as mj,
+    ):
+        events: list[BulkEvent] = []
+        jobs = parse_jobs([f"a wren {i}" for i in range(12)])
+        options = {**FAST, "backoff": 30.0, "max_backoff": 60.0}
+        report = await run_bulk(
+            mj, jobs, tmp_path, concurrency=12, on_event=events.append, **options
+        )
+        assert report.ok, report.to_dict()
+        assert len(sim.tasks) == 12
+    backoffs = [event for event in events if event.kind == "backoff"]
+    assert backoffs, "the server never pushed back: the test lost its point"
+    assert all(event.delay == 0 for event in backoffs)
+    assert all(1 <= event.limit <= 12 for event in backoffs)
+    assert min(event.limit for event in backoffs) <= 2  # it learned what the server admits
+    assert any(event.kind == "task_queued" for event in events)
+    # The first burst is refused (free, unpaid answers); after it, few more are.
+    assert sim.requests["POST /mj/submit/imagine"] - 12 < 2 * 12
 
 
 class _Flaky(mjasync.AiohttpTransport):
@@ -309,14 +366,82 @@ async def test_a_retried_step_whose_answer_is_lost_recovers_the_new_task(
     assert task_id == new_task.id
 
 
-async def test_a_missing_button_fails_the_job_without_sending(
+async def test_a_button_no_grid_has_is_refused_before_anything_is_sent(
     mj: mjasync.Client, sim: Simulator, tmp_path: Path
 ) -> None:
-    """A button the grid lacks is a permanent failure, caught before any action is sent."""
-    report = await run_bulk(mj, parse_jobs(["a fox"]), tmp_path, actions="U9", **FAST)
-    (reason,) = report.failed.values()
-    assert "U9" in reason
-    assert sim.requests["POST /mj/submit/action"] == 0
+    """``actions="U9"`` or a job naming U9: refused at once, not after a paid imagine."""
+    with pytest.raises(mjasync.InvalidRequestError, match="U9"):
+        await run_bulk(mj, parse_jobs(["a fox"]), tmp_path, actions="U9", **FAST)
+    jobs = [Job(key="fox", prompt="a fox"), Job(key="owl", prompt="an owl", actions=("U9",))]
+    with pytest.raises(InputError, match="job owl: actions: no button is called 'U9'"):
+        await run_bulk(mj, jobs, tmp_path, **FAST)
+    assert sum(sim.requests.values()) == 0
+    assert not (tmp_path / "mjasync-journal.sqlite3").exists()
+
+
+async def test_a_jobs_file_with_bad_lines_is_refused_whole_listing_each_line(
+    mj: mjasync.Client, sim: Simulator, tmp_path: Path
+) -> None:
+    """Missing, unreadable or non-image files and bad buttons: every line named, nothing sent."""
+    (tmp_path / "ok.png").write_bytes(TINY_PNG)
+    (tmp_path / "notes.png").write_text("not an image")
+    path = tmp_path / "jobs.jsonl"
+    lines = [
+        {"prompt": "a fox", "images": ["ok.png"], "actions": ["U1"]},
+        {"prompt": "a lighthouse", "images": ["missing.png"]},
+        {"prompt": "a crane", "actions": ["U9"]},
+        {"prompt": "an owl", "actions": ["upscale_subtel"]},
+        {"prompt": "a robot", "images": ["notes.png"]},
+        {"prompt": "a heron", "images": ["https://example.invalid/h.png"]},
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(InputError) as caught:
+        await run_bulk(mj, path, tmp_path / "out", **FAST)
+    problems = caught.value.problems
+    assert [p.removeprefix(f"{path}:").split(":")[0] for p in problems] == ["2", "3", "4", "5"]
+    assert "missing.png) no such file" in problems[0]
+    assert "no button is called 'U9'" in problems[1]
+    assert "did you mean upscale_subtle?" in problems[2]
+    assert "notes.png) is not a PNG, JPEG, WEBP or GIF image" in problems[3]
+    assert sum(sim.requests.values()) == 0
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_line(tmp_path: Path) -> None:
+    """Windows editors save UTF-8 with a BOM; line 1 is still JSON (or a prompt)."""
+    path = tmp_path / "jobs.jsonl"
+    path.write_bytes('\ufeff{"prompt": "a fox", "key": "fox"}\n'.encode())
+    assert [job.key for job in load_jobs(path)] == ["fox"]
+    text = tmp_path / "jobs.txt"
+    text.write_bytes("\ufeffa fox\n".encode())
+    assert [job.prompt for job in load_jobs(text)] == ["a fox"]
+    assert parse_jobs(['\ufeff{"prompt": "a fox"}'])[0].prompt == "a fox"
+
+
+async def test_a_job_refused_before_sending_reruns_without_retry_failed(
+    mj: mjasync.Client, sim: Simulator, tmp_path: Path
+) -> None:
+    """A failure caught before the submit left costs nothing: the fixed input just reruns."""
+    image = tmp_path / "ref.png"
+    image.write_bytes(TINY_PNG)
+    path = tmp_path / "jobs.jsonl"
+    path.write_text(
+        '{"prompt": "a fox", "key": "fox"}\n{"prompt": "a hare", "images": ["ref.png"]}\n'
+    )
+
+    def vanish(event: BulkEvent) -> None:
+        # The file passes the check, then disappears before its job submits.
+        if event.kind == "job_started" and event.job.images:
+            image.unlink(missing_ok=True)
+
+    report = await run_bulk(mj, path, tmp_path / "out", on_event=vanish, **FAST)
+    ((key, reason),) = report.failed.items()
+    assert "nothing was sent" in reason
+    assert report.lines == {key: 2}
+    assert sim.requests["POST /mj/submit/imagine"] == 1
+    image.write_bytes(TINY_PNG)
+    again = await run_bulk(mj, path, tmp_path / "out", **FAST)
+    assert again.ok, again.to_dict()
+    assert sim.requests["POST /mj/submit/imagine"] == 2
 
 
 async def test_a_wrong_api_key_stops_the_run(tmp_path: Path) -> None:
@@ -360,3 +485,16 @@ async def test_faults_on_polls_and_downloads_are_absorbed(tmp_path: Path) -> Non
         report = await run_bulk(mj, parse_jobs(["a", "b", "c"]), tmp_path, actions="U1", **FAST)
         assert report.ok, report.to_dict()
         assert sim.requests["POST /mj/submit/imagine"] == 3
+
+
+def test_run_bulk_spells_out_every_runner_option() -> None:
+    """``run_bulk`` takes BulkRunner's options as typed keywords, with the same defaults."""
+    ours = inspect.signature(run_bulk).parameters
+    theirs = inspect.signature(BulkRunner.__init__).parameters
+    assert all(p.kind is not inspect.Parameter.VAR_KEYWORD for p in ours.values())
+    options = {n: p for n, p in theirs.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert options
+    for name, parameter in options.items():
+        assert ours[name].kind is inspect.Parameter.KEYWORD_ONLY
+        assert ours[name].default == parameter.default, name
+        assert ours[name].annotation == parameter.annotation, name

@@ -47,8 +47,43 @@ def reference_button(data: Mapping[str, Any]) -> Button:
     )
 
 
+def reference_videos(data: Mapping[str, Any]) -> tuple[str, ...]:
+    """Video links, spelled out: videoUrl, imageUrl when it is a video, videoUrls."""
+
+    def link(value: object) -> str | None:
+        return (value.strip() or None) if isinstance(value, str) else None
+
+    first = link(data.get("videoUrl"))
+    items = data.get("videoUrls")
+    listed = []
+    for item in items if isinstance(items, list) else []:
+        url = link(item.get("url") if isinstance(item, Mapping) else item)
+        if url is not None:
+            listed.append(url)
+    image = link(_as_text(data.get("imageUrl")))
+    content_type = data.get("contentType")
+    action = _as_text(data.get("action"))
+    status = _as_text(data.get("status")) or ""
+    image_is_video = image is not None and (
+        image == first
+        or image in listed
+        or (isinstance(content_type, str) and content_type.lower().startswith("video/"))
+        or (
+            action in {"VIDEO", "VIDEO_EXTEND"} and status == "SUCCESS" and not first and not listed
+        )
+    )
+    out: list[str] = []
+    for url in [first, image if image_is_video else None, *listed]:
+        if url is not None and url not in out:
+            out.append(url)
+    return tuple(out)
+
+
 def reference_task(data: object) -> Task:
-    """The decoder as it was before the fast paths (mjasync 0.1.0 at commit 1a4edaa)."""
+    """The decoder as it was before the fast paths (mjasync 0.1.0 at commit 1a4edaa).
+
+    Plus the video links added since, computed the plain way on every task.
+    """
     if not isinstance(data, Mapping):
         raise DecodeError("not an object", body=data)
     task_id = as_id(data.get("id"))
@@ -79,6 +114,7 @@ def reference_task(data: object) -> Task:
         ),
         properties=dict(properties) if isinstance(properties, Mapping) else {},
         raw=data if isinstance(data, dict) else dict(data),
+        video_urls=reference_videos(data),
     )
 
 
@@ -141,11 +177,21 @@ scalars = (
             "SUCCESS",
             "IN_PROGRESS",
             "IMAGINE",
+            "VIDEO",
+            "VIDEO_EXTEND",
             "MJ::JOB::upsample::1::h",
         ]
     )
     | st.sampled_from([0, 1, 2, 45, 100, 101, -3, 1748339029401, 253_402_300_799_001])
 )
+links = st.sampled_from(
+    ["https://v.test/0.mp4", " https://v.test/0.mp4 ", "https://v.test/1.mp4", ""]
+)
+video_lists = (
+    st.lists(links | st.fixed_dictionaries({"url": links | scalars}) | scalars, max_size=4)
+    | scalars
+)
+content_types = st.sampled_from(["video/mp4", "VIDEO/webm", "image/png", " video/mp4", "video"])
 button_keys = st.sampled_from(["customId", "emoji", "label", "type", "style"])
 buttons = (
     st.lists(st.dictionaries(button_keys, scalars, max_size=5) | scalars, max_size=4) | scalars
@@ -176,6 +222,12 @@ tasks = st.builds(
         optional={
             "buttons": buttons,
             "properties": st.dictionaries(st.text(max_size=4), scalars, max_size=3) | scalars,
+            "imageUrl": links | scalars,
+            "videoUrl": links | scalars,
+            "videoUrls": video_lists,
+            "contentType": content_types | scalars,
+            "status": st.sampled_from(["SUCCESS", "IN_PROGRESS"]),
+            "action": st.sampled_from(["VIDEO", "VIDEO_EXTEND", "UPSCALE"]),
         },
     ),
 )
@@ -207,6 +259,16 @@ EDGES: list[object] = [
     {"id": "", "status": "SUCCESS"},
     {"id": True},
     OrderedDict(id="1", status="SUCCESS", progress="12.5%"),
+    {"id": "1", "action": "VIDEO", "status": "SUCCESS", "imageUrl": "https://v.test/0.mp4"},
+    {"id": "1", "action": "VIDEO", "status": "IN_PROGRESS", "imageUrl": "https://v.test/p.webp"},
+    {
+        "id": "1",
+        "imageUrl": "https://v.test/1.mp4",
+        "videoUrls": [{"url": "https://v.test/0.mp4"}, {"url": "https://v.test/1.mp4"}],
+    },
+    {"id": "1", "imageUrl": "https://v.test/0.mp4", "contentType": "video/mp4"},
+    {"id": "1", "videoUrl": "", "videoUrls": None, "imageUrl": "https://v.test/0.png"},
+    {"id": "1", "videoUrl": 5, "videoUrls": ["https://v.test/0.mp4", 3, {"url": None}, {}]},
 ]
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import pickle
 import stat
 import struct
 import zlib
@@ -17,7 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 import mjasync
-from mjasync._download import is_complete_image
+from mjasync._download import default_kind, is_complete_image, is_complete_video
 from mjasync.testing import MockTransport, json_response, task_payload
 
 FAST_RETRY = mjasync.RetryPolicy(attempts=3, backoff=0.001, max_backoff=0.005)
@@ -45,6 +47,27 @@ JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x11" * 200 + b"\xff\xd9"
 WEBP_BODY = b"WEBPVP8 " + b"\x00" * 20
 WEBP = b"RIFF" + len(WEBP_BODY).to_bytes(4, "little") + WEBP_BODY
 GIF = b"GIF89a" + b"\x01\x00\x01\x00\x00\x00\x00" + b"\x2c" + b"\x00" * 10 + b"\x3b"
+
+
+def box(kind: bytes, payload: bytes) -> bytes:
+    """One ISO BMFF box: 32-bit size, type, payload."""
+    return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+
+MP4 = (
+    box(b"ftyp", b"isom\x00\x00\x02\x00isomavc1")
+    + box(b"moov", box(b"mvhd", bytes(100)))
+    + box(b"mdat", bytes(3000))
+)
+MOV = box(b"wide", b"") + box(b"mdat", bytes(500)) + box(b"moov", bytes(50))
+# EBML header (size 0x9F = 31 bytes) then a Segment with an 8-byte size field.
+WEBM = (
+    b"\x1a\x45\xdf\xa3\x9f"
+    + bytes(31)
+    + b"\x18\x53\x80\x67\x01"
+    + (200).to_bytes(7, "big")
+    + bytes(200)
+)
 
 
 class ImageHost:
@@ -104,6 +127,20 @@ class ImageHost:
             return web.Response(body=PNG, content_type="image/png")
         if name == "slow.png":
             return await self._slow(request)
+        videos = {
+            "clip.mp4": (MP4, "video/mp4"),
+            "clip.webm": (WEBM, "video/webm"),
+            "clip.mov": (MOV, "video/quicktime"),
+            "cut.mp4": (MP4[:-100], "video/mp4"),
+            "cut.webm": (WEBM[:-10], "video/webm"),
+            "png-as-video": (PNG, "image/png"),
+            "mp4-as-image": (MP4, "video/mp4"),
+            "mp4-labelled-webm": (MP4, "video/webm"),
+            "avi": (b"RIFF\x00\x00\x00\x00AVI ", "video/x-msvideo"),
+        }
+        if name in videos:
+            body, content_type = videos[name]
+            return web.Response(body=body, content_type=content_type)
         return web.Response(status=500)
 
     async def _chunked(self, request: web.Request, parts: list[bytes]) -> web.StreamResponse:
@@ -462,3 +499,288 @@ async def test_many_concurrent_downloads(host: ImageHost, tmp_path: Path) -> Non
                 group.start_soon(job(i))
     assert len(results) == 20
     assert leftovers(tmp_path) == sorted(f"t{i}.png" for i in range(20))
+
+
+# -- videos (#7) -------------------------------------------------------------------------
+
+
+def video_task(
+    url: str, *, action: str = "VIDEO", image_url: str | None = "same", task_id: str = "v1"
+) -> mjasync.Task:
+    """A SUCCESS video task; by default its imageUrl is the video itself (as on trueai)."""
+    return mjasync.Task(
+        id=task_id,
+        action=action,
+        status=mjasync.TaskStatus.SUCCESS,
+        image_url=url if image_url == "same" else image_url,
+        video_urls=(url,),
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "suffix", "body"),
+    [("clip.mp4", ".mp4", MP4), ("clip.webm", ".webm", WEBM), ("clip.mov", ".mov", MOV)],
+)
+async def test_video_task_saves_its_video_by_default(
+    host: ImageHost, tmp_path: Path, name: str, suffix: str, body: bytes
+) -> None:
+    """A VIDEO task downloads its video with the suffix its content type names."""
+    async with client_for(host) as mj:
+        path = await mj.download(video_task(host.url(name)), tmp_path)
+    assert path == tmp_path / f"v1{suffix}"
+    assert path.read_bytes() == body
+    assert host.headers[name]["Accept"] == "video/*"
+    assert leftovers(tmp_path) == [path.name]
+
+
+async def test_video_upscale_defaults_to_its_video(host: ImageHost, tmp_path: Path) -> None:
+    """A task whose only result is a video (an UPSCALE of a video) saves the video."""
+    async with client_for(host) as mj:
+        path = await mj.download(video_task(host.url("clip.mp4"), action="UPSCALE"), tmp_path)
+    assert path.suffix == ".mp4"
+
+
+async def test_video_task_with_a_thumbnail_image_saves_either(
+    host: ImageHost, tmp_path: Path
+) -> None:
+    """A VIDEO task with a separate image: the video by default, the image with kind='image'."""
+    task = video_task(host.url("clip.mp4"), image_url=host.url("ok.png"))
+    async with client_for(host) as mj:
+        video = await mj.download(task, tmp_path)
+        image = await mj.download(task, tmp_path, kind="image")
+    assert (video.name, image.name) == ("v1.mp4", "v1.png")
+
+
+async def test_image_download_of_a_video_image_url_is_refused(
+    host: ImageHost, tmp_path: Path
+) -> None:
+    """trueai's VIDEO imageUrl is the video: kind='image' refuses before any request."""
+    async with client_for(host) as mj:
+        with pytest.raises(mjasync.InvalidRequestError, match="kind='video'"):
+            await mj.download(video_task(host.url("clip.mp4")), tmp_path, kind="image")
+    assert sum(host.hits.values()) == 0
+
+
+async def test_video_download_of_a_task_without_video_is_refused(
+    host: ImageHost, tmp_path: Path
+) -> None:
+    """kind='video' on an image task is an InvalidRequestError; nothing is fetched."""
+    async with client_for(host) as mj:
+        with pytest.raises(mjasync.InvalidRequestError, match="has no video"):
+            await mj.download(done(host.url("ok.png")), tmp_path, kind="video")
+        with pytest.raises(mjasync.InvalidRequestError, match="kind must be"):
+            await mj.download(done(host.url("ok.png")), tmp_path, kind="gif")  # type: ignore[arg-type]
+    assert sum(host.hits.values()) == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "match"),
+    [
+        ("png-as-video", "video", "expected a video"),
+        ("mp4-as-image", "image", "got a video"),
+        ("mp4-labelled-webm", "video", "body is a MP4"),
+        ("avi", "video", "unsupported video type"),
+        ("cut.mp4", "video", "incomplete"),
+        ("cut.webm", "video", "incomplete"),
+    ],
+)
+async def test_wrong_or_broken_videos_raise_and_leave_no_file(
+    host: ImageHost, tmp_path: Path, name: str, kind: str, match: str
+) -> None:
+    """Wrong types either way, mislabelled and truncated videos raise DecodeError, no file."""
+    task = video_task(host.url(name), image_url=None) if kind == "video" else done(host.url(name))
+    async with client_for(host) as mj:
+        with pytest.raises(mjasync.DecodeError, match=match):
+            await mj.download(task, tmp_path, kind=kind)  # type: ignore[arg-type]
+    assert leftovers(tmp_path) == []
+
+
+async def test_existing_complete_video_is_not_downloaded_again(
+    host: ImageHost, tmp_path: Path
+) -> None:
+    """A rerun finds the saved video complete and sends nothing; a truncated one is replaced."""
+    async with client_for(host) as mj:
+        first = await mj.download(video_task(host.url("clip.mp4")), tmp_path)
+        again = await mj.download(video_task(host.url("clip.mp4")), tmp_path)
+        assert (first, host.hits["clip.mp4"]) == (again, 1)
+        first.write_bytes(MP4[:-1])
+        await mj.download(video_task(host.url("clip.mp4")), tmp_path)
+    assert host.hits["clip.mp4"] == 2
+    assert first.read_bytes() == MP4
+
+
+def write(tmp_path: Path, body: bytes) -> Path:
+    """*body* in a fresh file."""
+    path = tmp_path / "video.bin"
+    path.write_bytes(body)
+    return path
+
+
+LARGE_BOX = struct.pack(">I", 1) + b"mdat" + struct.pack(">Q", 16 + 40) + bytes(40)
+
+
+@pytest.mark.parametrize(
+    ("body", "complete"),
+    [
+        pytest.param(MP4, True, id="mp4"),
+        pytest.param(MP4[:-1], False, id="mp4-cut-in-mdat"),
+        pytest.param(MP4 + b"\x00", False, id="mp4-trailing-byte"),
+        pytest.param(MP4[:32], False, id="mp4-cut-after-ftyp"),
+        pytest.param(box(b"ftyp", b"isom"), False, id="ftyp-alone"),
+        pytest.param(box(b"ftyp", b"isom") + LARGE_BOX, True, id="64-bit-box"),
+        pytest.param(box(b"ftyp", b"isom") + b"\x00\x00\x00\x00mdat" + bytes(9), True, id="size-0"),
+        pytest.param(box(b"ftyp", b"isom") + b"\x00\x00\x00\x04mdat", False, id="box-too-small"),
+        pytest.param(
+            box(b"ftyp", b"isom") + b"\x00\x00\x00\x10\x00\x01\x02\x03" + bytes(8),
+            False,
+            id="binary-type",
+        ),
+        pytest.param(box(b"moov", b"") + box(b"mdat", b"x"), True, id="quicktime-without-ftyp"),
+        pytest.param(box(b"ftyp", b"isom") + box(b"mdat", b"x")[:-1], False, id="ftyp-then-cut"),
+        pytest.param(MOV, True, id="quicktime"),
+        pytest.param(MOV[:-5], False, id="quicktime-cut"),
+        pytest.param(WEBM, True, id="webm"),
+        pytest.param(WEBM[:-1], False, id="webm-cut"),
+        pytest.param(
+            WEBM[:36] + b"\x18\x53\x80\x67\x01\xff\xff\xff\xff\xff\xff\xff",
+            True,
+            id="webm-unknown-size",
+        ),
+        pytest.param(WEBM[:30], False, id="webm-cut-in-header"),
+        pytest.param(PNG, False, id="png"),
+        pytest.param(b"", False, id="empty"),
+    ],
+)
+def test_is_complete_video(tmp_path: Path, body: bytes, complete: bool) -> None:
+    """MP4/QuickTime boxes must tile the file (ftyp first for MP4); WebM's segment must fit."""
+    assert is_complete_video(write(tmp_path, body)) is complete
+
+
+@pytest.mark.parametrize(
+    ("task", "kind"),
+    [
+        (mjasync.Task(id="1", action="VIDEO"), "video"),
+        (mjasync.Task(id="1", action="VIDEO_EXTEND", image_url="https://x/a.png"), "video"),
+        (mjasync.Task(id="1", action="UPSCALE", image_url="v", video_urls=("v",)), "video"),
+        (mjasync.Task(id="1", action="UPSCALE", video_urls=("v",)), "video"),
+        (mjasync.Task(id="1", action="IMAGINE", image_url="i", video_urls=("v",)), "image"),
+        (mjasync.Task(id="1", action="IMAGINE", image_url="i"), "image"),
+        (mjasync.Task(id="1"), "image"),
+    ],
+)
+def test_default_kind(task: mjasync.Task, kind: str) -> None:
+    """VIDEO tasks and tasks whose only result is a video default to the video."""
+    assert default_kind(task) == kind
+
+
+# -- names (#8, #9) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("task", "prefix", "stem"),
+    [
+        ("1748339029401828", None, "1748339029401828"),
+        ("1748339029401828", "U2", "U2-1748339029401828"),
+        ("../../etc/evil", None, "_.._etc_evil"),
+        ("a b/é", "zoom out 1.5x", "zoom_out_1.5x-a_b__"),
+        ("...", None, "task"),
+    ],
+)
+def test_file_stem(task: str, prefix: str | None, stem: str) -> None:
+    """The task id (with an optional prefix), every unsafe character replaced by '_'."""
+    assert mjasync.file_stem(task, prefix=prefix) == stem
+    assert mjasync.file_stem(mjasync.Task(id=task), prefix=prefix) == stem
+
+
+def test_file_stem_shortens_long_names_keeping_them_apart() -> None:
+    """Past 200 bytes: a prefix of the name plus a hash of all of it."""
+    first = mjasync.file_stem("7" * 300 + "a")
+    second = mjasync.file_stem("7" * 300 + "b")
+    assert first != second
+    assert len(first.encode()) == len(second.encode()) == 200
+    assert first.startswith("7" * 150)
+
+
+@pytest.mark.parametrize("bad", ["", "   ", None])
+def test_file_stem_refuses_empty_ids_and_prefixes(bad: str | None) -> None:
+    """An empty id, or a prefix with nothing usable in it, is an InvalidRequestError."""
+    with pytest.raises(mjasync.InvalidRequestError):
+        mjasync.file_stem(bad)  # type: ignore[arg-type]
+    with pytest.raises(mjasync.InvalidRequestError):
+        mjasync.file_stem("1", prefix=bad or "...")
+
+
+async def test_server_chosen_long_ids_are_saved_under_short_names(
+    host: ImageHost, tmp_path: Path
+) -> None:
+    """A 300-character task id no longer fails with 'file name too long' (#8)."""
+    ids = ["9" * 299 + "1", "9" * 299 + "2"]
+    async with client_for(host) as mj:
+        paths = [await mj.download(done(host.url("ok.png"), task_id=i), tmp_path) for i in ids]
+        again = await mj.download(done(host.url("ok.png"), task_id=ids[0]), tmp_path)
+    assert paths[0] != paths[1]
+    assert again == paths[0]
+    assert host.hits["ok.png"] == 2
+    for path in paths:
+        assert path.suffix == ".png"
+        assert len(path.name.encode()) <= 255
+        assert path.read_bytes() == PNG
+    assert leftovers(tmp_path) == sorted(p.name for p in paths)
+
+
+async def test_long_unicode_filename_is_shortened_on_a_character_boundary(
+    host: ImageHost, tmp_path: Path
+) -> None:
+    """A caller's 400-byte UTF-8 name is cut between characters and keeps its new suffix."""
+    name = "狐" * 140 + ".png"
+    async with client_for(host) as mj:
+        path = await mj.download(done(host.url("pic.webp")), tmp_path, filename=name)
+    assert path.suffix == ".webp"
+    assert path.name.startswith("狐" * 50)
+    assert len(path.name.encode()) <= 255
+
+
+async def test_a_file_where_the_directory_should_be(host: ImageHost, tmp_path: Path) -> None:
+    """LocalFileError (an MJError and an OSError) names the path; nothing is fetched."""
+    blocker = tmp_path / "out"
+    blocker.write_text("not a directory")
+    async with client_for(host) as mj:
+        for directory in (blocker, blocker / "inner"):
+            with pytest.raises(mjasync.LocalFileError) as caught:
+                await mj.download(done(host.url("ok.png")), directory)
+            assert isinstance(caught.value, OSError)
+            assert isinstance(caught.value, mjasync.MJError)
+            assert caught.value.filename == str(directory)
+            assert str(directory) in str(caught.value)
+    assert sum(host.hits.values()) == 0
+
+
+@pytest.mark.parametrize("failing", ["replace", "fsync"])
+async def test_disk_errors_are_local_file_errors_and_leave_nothing(
+    host: ImageHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """ENOSPC while saving is a LocalFileError naming the file; the temporary is removed."""
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(f"mjasync._download.os.{failing}", full)
+    async with client_for(host) as mj:
+        with pytest.raises(mjasync.LocalFileError, match="No space left") as caught:
+            await mj.download(done(host.url("ok.png")), tmp_path)
+    assert caught.value.errno == errno.ENOSPC
+    assert str(tmp_path) in str(caught.value.filename)
+    assert host.hits["ok.png"] == 1  # a local failure is not retried
+    assert leftovers(tmp_path) == []
+
+
+def test_local_file_error_pickles() -> None:
+    """LocalFileError keeps its message, path, errno and strerror through pickle."""
+    error = mjasync.LocalFileError("could not save /x: boom", path="/x", errno=28, strerror="boom")
+    clone = pickle.loads(pickle.dumps(error))  # noqa: S301 (our own object)
+    assert (str(clone), clone.filename, clone.errno, clone.strerror) == (
+        "could not save /x: boom",
+        "/x",
+        28,
+        "boom",
+    )

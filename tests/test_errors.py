@@ -70,6 +70,7 @@ HIERARCHY: list[
     (ModalRequiredError, TaskError, ()),
     (TaskTimeoutError, MJError, (TimeoutError,)),
     (ClientClosedError, MJError, (RuntimeError,)),
+    (mjasync.LocalFileError, MJError, (OSError,)),
 ]
 
 

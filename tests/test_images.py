@@ -162,24 +162,26 @@ def image_app(hits: list[str]) -> web.Application:
     return app
 
 
-async def test_imagine_with_url_and_mask_url() -> None:
-    """URL images are downloaded by the client, sniffed, and sent as data URIs (mask as PNG)."""
+async def test_upload_and_mask_urls_are_downloaded() -> None:
+    """Routes that need bytes download URL images, sniff them and send data URIs (mask: PNG)."""
     hits: list[str] = []
     sent: list[object] = []
 
     async def proxy(request: web.Request) -> web.Response:
         sent.append(await request.json())
+        if request.path.endswith("upload-discord-images"):
+            return web.json_response({"code": 1, "result": ["https://cdn.test/u.png"]})
         return web.json_response(submit_payload("1"))
 
     app = image_app(hits)
     app.router.add_post("/mj/submit/{kind}", proxy)
 
     async with TestServer(app) as server, mjasync.Client(str(server.make_url("/")), "k") as mj:
-        await mj.imagine("a cat", images=[str(server.make_url("/photo.png"))])
+        await mj.upload([str(server.make_url("/photo.png"))])
         await mj.modal("1", mask=str(server.make_url("/mask.png")))
 
     assert sent == [
-        {"prompt": "a cat", "base64Array": [f"data:image/jpeg;base64,{b64(JPEG)}"]},
+        {"base64Array": [f"data:image/jpeg;base64,{b64(JPEG)}"]},
         {"taskId": "1", "maskBase64": f"data:image/png;base64,{b64(PNG)}"},
     ]
     assert hits == ["/photo.png", "/mask.png"]
@@ -215,7 +217,7 @@ async def test_bad_url_images_are_refused_before_submitting(path: str, match: st
         ) as mj,
     ):
         with pytest.raises(InvalidRequestError, match=match):
-            await mj.describe(str(server.make_url(path)))
+            await mj.upload(str(server.make_url(path)))
 
     assert hits == [path]
     assert submits == []

@@ -244,3 +244,41 @@ def test_account_filter_is_keyword_only_and_frozen() -> None:
         AccountFilter("c1")  # type: ignore[call-arg]
     with pytest.raises(AttributeError):
         account_filter.remark = "b"  # type: ignore[misc]
+
+
+def test_task_repr_shows_button_names_not_custom_ids(grid: Task) -> None:
+    """repr(Task): id, action, status, progress and the button names, in the wire order."""
+    assert repr(grid) == (
+        f"Task(id={grid.id!r}, action='IMAGINE', status='SUCCESS', progress=100, "
+        "buttons=[U1 U2 U3 U4 reroll V1 V2 V3 V4])"
+    )
+    assert "MJ::" not in repr(grid)
+
+
+def test_task_repr_of_a_failure_and_a_video() -> None:
+    """A failure shows its reason; a video task how many videos it has; long ids are cut."""
+    failed = Task(id="9" * 300, status="FAILURE", fail_reason="banned prompt")
+    video = Task(id="1", action="VIDEO", status="SUCCESS", progress=100, video_urls=("a", "b"))
+    assert repr(failed) == (
+        f"Task(id={'9' * 59 + '…'!r}, status='FAILURE', progress=None, "
+        "fail_reason='banned prompt', buttons=[])"
+    )
+    assert repr(video) == (
+        "Task(id='1', action='VIDEO', status='SUCCESS', progress=100, videos=2, buttons=[])"
+    )
+
+
+def test_button_repr_shows_the_name_else_label_and_emoji() -> None:
+    """repr(Button) is its semantic name; unknown buttons show label/emoji, else the customId."""
+    assert repr(Button(f"MJ::JOB::upsample::1::{H}", label="U1")) == "Button(name='U1')"
+    assert repr(Button("MJ::New::x", label="Shiny", emoji="✨")) == (
+        "Button(label='Shiny', emoji='✨')"
+    )
+    assert repr(Button("MJ::New::x", emoji="✨")) == "Button(emoji='✨')"
+    assert repr(Button("MJ::New::x")) == "Button(custom_id='MJ::New::x')"
+
+
+def test_video_url_is_the_first_video() -> None:
+    """Task.video_url is video_urls[0], or None without videos."""
+    assert Task(id="1", video_urls=("a", "b")).video_url == "a"
+    assert Task(id="1").video_url is None

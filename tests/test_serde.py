@@ -672,3 +672,90 @@ def test_response_mapper_never_raises_anything_but_mjerror(
         assert isinstance(submission, Submission)
         assert submission.code in {1, 21, 22}
         assert submission.task_id is not None
+
+
+# -- video results (#7) ------------------------------------------------------------------
+
+CDN = "https://cdn.midjourney.com/video/abc"
+
+
+def test_trueai_video_task_lists_its_image_url_first() -> None:
+    """trueai's filled VIDEO task: videoUrl == imageUrl, then the four cdn videos."""
+    discord = "https://cdn.discordapp.com/attachments/1/2/video.mp4?ex=1"
+    task = decode_task(
+        minimal(
+            action="VIDEO",
+            status="SUCCESS",
+            imageUrl=discord,
+            videoUrl=discord,
+            videoUrls=[
+                {"url": f"{CDN}/0_{i}.mp4", "thumbnail": f"{CDN}/0_{i}.webp"} for i in range(4)
+            ],
+            contentType="video/mp4",
+        )
+    )
+    assert task.video_url == discord
+    assert task.video_urls == (discord, *(f"{CDN}/0_{i}.mp4" for i in range(4)))
+    assert task.image_url == discord  # imageUrl as sent
+
+
+def test_trueai_video_task_without_video_fields_uses_image_url() -> None:
+    """A SUCCESS VIDEO task that lists its video nowhere else: imageUrl is the video."""
+    task = decode_task(minimal(action="VIDEO", status="SUCCESS", imageUrl=f"{CDN}/grid.mp4"))
+    assert task.video_urls == (f"{CDN}/grid.mp4",)
+
+
+def test_video_task_in_progress_keeps_its_preview_out_of_the_videos() -> None:
+    """While a VIDEO task runs, imageUrl is a preview image, not a video."""
+    task = decode_task(minimal(action="VIDEO", status="IN_PROGRESS", imageUrl=f"{CDN}/p.webp"))
+    assert task.video_urls == ()
+    assert task.video_url is None
+
+
+def test_trueai_video_upscale_puts_the_picked_video_first() -> None:
+    """A video upscale (action UPSCALE) picks one of the parent's videos as imageUrl."""
+    videos = [{"url": f"{CDN}/0_{i}.mp4"} for i in range(4)]
+    task = decode_task(
+        minimal(action="UPSCALE", status="SUCCESS", imageUrl=f"{CDN}/0_2.mp4", videoUrls=videos)
+    )
+    assert task.video_url == f"{CDN}/0_2.mp4"
+    assert task.video_urls == tuple(f"{CDN}/0_{i}.mp4" for i in (2, 0, 1, 3))
+
+
+def test_video_content_type_marks_image_url_as_a_video() -> None:
+    """trueai's contentType video/mp4 (a Discord video attachment) makes imageUrl a video."""
+    task = decode_task(minimal(action="UPSCALE", imageUrl=f"{CDN}/u.mp4", contentType="video/mp4"))
+    assert task.video_urls == (f"{CDN}/u.mp4",)
+
+
+def test_newapi_video_urls_as_url_objects_and_strings() -> None:
+    """new-api's [{url}] items and plain strings both count; duplicates and junk are dropped."""
+    task = decode_task(
+        minimal(
+            action="VIDEO",
+            imageUrl="https://relay.test/mj/image/1",
+            videoUrl=f"{CDN}/0_0.mp4",
+            videoUrls=[{"url": f"{CDN}/0_0.mp4"}, f"{CDN}/0_1.mp4", {"url": ""}, 7, None, {}],
+        )
+    )
+    assert task.video_urls == (f"{CDN}/0_0.mp4", f"{CDN}/0_1.mp4")
+    assert task.image_url == "https://relay.test/mj/image/1"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    ["task_imagine_success_plus.json", "task_upscale_success_trueai.json"],
+)
+def test_image_tasks_have_no_video(payload: str) -> None:
+    """Captured image tasks (trueai's null video fields, contentType image/png) have none."""
+    task = decode_task(load(payload))
+    assert task.video_urls == ()
+    assert task.video_url is None
+
+
+def test_newapi_empty_video_fields_mean_no_video() -> None:
+    """new-api always sends videoUrl "" and videoUrls null."""
+    task = decode_task(
+        minimal(status="SUCCESS", imageUrl="https://x/a.png", videoUrl="", videoUrls=None)
+    )
+    assert task.video_urls == ()

@@ -8,17 +8,22 @@ async with mjasync.Client() as mj:
 print(report.done, report.failed, report.unknown)
 ```
 
+Every job is checked before anything is sent (`check_jobs`: image files, button names):
+one bad line refuses the whole file with an `InputError` whose ``problems`` name
+each bad line.
+
 Run the same call again after a crash (even ``kill -9``) and it resumes from the SQLite
 journal (``out/mjasync-journal.sqlite3`` by default): finished jobs are skipped, tasks
 in flight are waited on again, and no submit is sent twice unless the journal proves
 the first never reached the server.
 """
 
-from ._input import InputError, Job, load_jobs, parse_actions, parse_jobs
+from ._input import GRID_BUTTONS, InputError, Job, check_jobs, load_jobs, parse_actions, parse_jobs
 from ._journal import Journal, JournalError
 from ._runner import BulkEvent, BulkReport, BulkRunner, run_bulk
 
 __all__ = [
+    "GRID_BUTTONS",
     "BulkEvent",
     "BulkReport",
     "BulkRunner",
@@ -26,6 +31,7 @@ __all__ = [
     "Job",
     "Journal",
     "JournalError",
+    "check_jobs",
     "load_jobs",
     "parse_actions",
     "parse_jobs",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import random
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import anyio
+import anyio.to_thread
 import attrs
 
 from .._client import Client
@@ -31,11 +33,12 @@ from .._errors import (
     TaskNotFoundError,
     TaskTimeoutError,
 )
+from .._images import DEFAULT_MAX_IMAGE_BYTES
 from .._models import Submission, Task, TaskStatus
 from .._responses import read_body
 from .._serde import decode_tasks
 from .._transport import Response
-from ._input import Job, load_jobs, parse_actions
+from ._input import InputError, Job, check_jobs, load_jobs, parse_actions
 from ._journal import (
     ACCEPTED,
     FAILED,
@@ -67,10 +70,25 @@ _LIST_ROUTE_MISSING = frozenset({404, 405, 501})
 class BulkEvent:
     """Something that happened in a bulk run, for progress displays.
 
-    ``kind`` is one of ``job_started``, ``job_done``, ``job_failed``, ``job_unknown``,
-    ``job_skipped`` (finished in an earlier run), ``task_submitted``, ``task_progress``,
-    ``task_finished``, ``downloaded`` and ``backoff`` (the server pushed back: queue full
-    or 429). ``step`` is ``"imagine"`` or a button name; ``task`` the latest snapshot.
+    ``kind`` is one of:
+
+    - ``job_started``: the job begins (``steps``: how many tasks it has: imagine and
+      its buttons); ``job_skipped``: finished in an earlier run, nothing to do.
+    - ``job_done``, ``job_failed``, ``job_unknown``: how the job ended this run;
+      ``message`` says why it failed or is unknown.
+    - ``task_queued``: a submit waits for room: this run already has ``limit`` tasks on
+      the server (``in_flight``), the most the server admitted lately.
+    - ``task_submitted``: accepted (``message``: the task id); ``task_progress``: a
+      changed snapshot (``task``); ``task_finished``: it succeeded (``task``).
+    - ``downloaded``: a result is saved (``message``: the path).
+    - ``backoff``: the server refused a submit (queue full, 429) or could not be
+      reached; ``message`` says which (``"server queue full (...)"``, ``"rate limited,
+      HTTP 429 (...)"``, ``"server not reached (...)"``), ``delay`` is how long every
+      submit now pauses in seconds (0: until one of this run's tasks finishes),
+      ``limit`` the new limit.
+
+    ``job`` is the `Job` (its ``key`` and input ``line``), ``step`` is ``"imagine"`` or
+    a button name (None for job events), ``task`` the latest snapshot, if any.
     """
 
     kind: str
@@ -79,6 +97,9 @@ class BulkEvent:
     task: Task | None = None
     message: str = ""
     steps: int = 0
+    delay: float = 0.0
+    limit: int = 0
+    in_flight: int = 0
 
 
 @attrs.frozen
@@ -96,6 +117,7 @@ class BulkReport:
         requests: HTTP requests this run sent (retries and polls included).
         requests_total: the same, summed over every run of the journal.
         files: every downloaded image of the done jobs.
+        lines: key -> input line, for the failed and unknown jobs read from a file.
     """
 
     run_id: str
@@ -110,6 +132,7 @@ class BulkReport:
     requests_total: int
     files: tuple[Path, ...]
     elapsed: float
+    lines: Mapping[str, int] = attrs.field(factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -132,6 +155,7 @@ class BulkReport:
             "requests_total": self.requests_total,
             "files": [str(path) for path in self.files],
             "elapsed": round(self.elapsed, 3),
+            "lines": dict(self.lines),
         }
 
 
@@ -152,37 +176,89 @@ class _JobUnknown(Exception):
         self.reason = reason
 
 
-class _Backpressure:
-    """One shared pause for every submitter after queue-full or 429 answers.
+class _Flow:
+    """How many of this run's tasks may be on the server at once: an adaptive limit.
 
-    A full queue is a property of the server, not of one job: once one submit is
-    refused, sending the others at once would only be refused too.
+    Like TCP's congestion window. The limit starts at *ceiling* (the most tasks the
+    jobs in flight can have) and every accepted submit raises it by ``1/limit``, about
+    one more task per limit's worth of accepts, never above *ceiling*. A queue-full or
+    429 answer cuts it to half the tasks in flight, never below 1, once per round:
+    refusals of submits sent before the last cut carry no news. A task holds its place
+    from its submit until it finishes, so a refused submit goes again when one of this
+    run's tasks finishes and frees a place on the server; only when none of them is
+    running (the server is full of others' work, or unreachable) does it wait a growing,
+    jittered pause. So a ``concurrency`` far above what the server admits costs a few
+    refused (unpaid) submits, not minutes of back-off.
     """
 
-    def __init__(self, base: float, cap: float) -> None:
-        self._base = base
+    def __init__(self, ceiling: int, backoff: float, cap: float) -> None:
+        self.ceiling = ceiling
+        self.limit = float(ceiling)
+        self.in_flight = 0  # places taken: submits on the wire and tasks not yet finished
+        self.round = 0
+        self._base = backoff
         self._cap = cap
-        self._until = 0.0
         self._streak = 0
+        self._pause_until = 0.0
+        self._changed = anyio.Event()
         self._rng = random.Random()
 
-    async def wait(self) -> None:
-        # The deadline may move while we sleep (another refusal), so check it again after.
-        for _ in range(1000):
-            delay = self._until - anyio.current_time()
-            if delay <= 0:
-                return
-            await anyio.sleep(delay)
+    @property
+    def pause(self) -> float:
+        """Seconds left of the current pause (0 when none)."""
+        return max(0.0, self._pause_until - anyio.current_time())
 
-    def push_back(self, retry_after: float | None) -> float:
-        self._streak += 1
-        ceiling = min(self._cap, self._base * 2.0 ** (self._streak - 1))
-        delay = max(retry_after or 0.0, ceiling * (0.5 + self._rng.random() / 2))
-        self._until = max(self._until, anyio.current_time() + delay)
+    def has_room(self) -> bool:
+        return self.pause == 0 and self.in_flight < max(1, math.floor(self.limit))
+
+    async def acquire(self) -> int:
+        """Take a place, waiting for room; returns the round the submit is sent in."""
+        while not self.has_room():
+            pause = self.pause
+            if pause > 0:
+                await anyio.sleep(pause)
+            else:
+                await self._changed.wait()
+        self.in_flight += 1
+        return self.round
+
+    def release(self) -> None:
+        """Give a place back: a refused or failed submit, or a task that finished."""
+        self.in_flight -= 1
+        self._notify()
+
+    def accepted(self) -> None:
+        """The submit holding a place was accepted: it keeps the place until it finishes."""
+        self._streak = 0
+        self.limit = min(float(self.ceiling), self.limit + 1.0 / self.limit)
+        self._notify()
+
+    def refused(self, sent_in: int, retry_after: float | None, *, congestion: bool) -> float:
+        """A submit (still holding its place) was refused; returns the pause it causes.
+
+        *congestion* is a queue-full or 429 answer (cut the limit); otherwise the server
+        was not reached at all (only pause). The pause is 0 while another submit or task
+        of this run holds a place: its answer or its end is the signal to try again.
+        """
+        if sent_in == self.round:
+            self.round += 1
+            self._streak += 1
+            if congestion:
+                self.limit = max(1.0, min(self.limit, float(self.in_flight)) / 2.0)
+        delay = retry_after or 0.0
+        # Alone: no other submit of this run on the wire and none of its tasks running,
+        # so no answer or finished task will come to say when to try again.
+        alone = self.in_flight <= 1
+        if alone or not congestion:
+            ceiling = min(self._cap, self._base * 2.0 ** max(0, self._streak - 1))
+            delay = max(delay, ceiling * (0.5 + self._rng.random() / 2))
+        if delay > 0:
+            self._pause_until = max(self._pause_until, anyio.current_time() + delay)
         return delay
 
-    def ok(self) -> None:
-        self._streak = 0
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
 
 
 class _StateIndex:
@@ -267,6 +343,43 @@ async def _is_file(path: str | None) -> bool:
     return bool(path) and await anyio.Path(path or "").is_file()
 
 
+def _delivery(error: Exception) -> str:
+    """Whether a failed submit reached the server, as a journal status.
+
+    ``NEVER_SENT``: provably no task (never delivered, refused before queueing, or
+    caught by the client before sending); ``REJECTED``: delivered and refused for good;
+    ``UNKNOWN``: a task may exist (a timeout, a 5xx, a dropped connection, a garbled
+    answer). The one place that decides it: round 2 swaps this body for
+    ``mjasync.delivery_of(error)`` (NOT_SENT / REJECTED / MAYBE_SENT).
+    """
+    if isinstance(
+        error,
+        QueueFullError
+        | RateLimitError
+        | ConnectError
+        | AuthenticationError
+        | InvalidRequestError
+        | ButtonNotFoundError,
+    ):
+        return NEVER_SENT
+    if isinstance(error, SubmitRejectedError):
+        return REJECTED
+    return UNKNOWN
+
+
+def _pushback(error: BaseException) -> bool:
+    """A refusal that is worth sending again after a pause: the server was busy or away."""
+    return isinstance(error, QueueFullError | RateLimitError | ConnectError)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _describe(error: BaseException) -> str:
     text = str(error) or type(error).__name__
     return f"{type(error).__name__}: {text}"
@@ -277,8 +390,14 @@ class BulkRunner:
 
     Each job: imagine (with its ``state`` tagged ``mjasync:<run>:<job>:<step>:<nonce>``), wait,
     download the grid, then press each action button concurrently, wait and download
-    each result. At most *concurrency* jobs are in flight; queue-full and 429 answers
-    pause every submitter with a shared, growing backoff.
+    each result. At most *concurrency* jobs are in flight. How many of their tasks may
+    be on the server at once adapts to the server's queue-full and 429 answers (see
+    `BulkEvent` ``backoff``): a setting above what the server admits costs a few refused
+    submits, not long pauses.
+
+    Before anything is sent, every job is checked (`check_jobs`): image files, button
+    names and options. One bad job refuses the whole run with an `InputError` listing
+    every problem by line.
 
     Rerunning with the same journal skips finished jobs, waits again on accepted task
     ids, never downloads a file twice and never resends a submit unless the journal
@@ -291,7 +410,8 @@ class BulkRunner:
         out_dir: where images go, as ``<job key>-imagine.png``, ``<job key>-U1.png``...
         journal: the SQLite journal (default ``<out_dir>/mjasync-journal.sqlite3``).
         actions: buttons for jobs that name none (``"U1,U2"``, ``"all"`` or a list).
-        concurrency: jobs in flight at once.
+        concurrency: jobs in flight at once; their tasks on the server are at most
+            *concurrency* times the most buttons a job presses (at least 1 each).
         task_timeout: seconds to wait for one task.
         resubmit_unknown: send again the submits whose outcome is unknown.
         retry_failed: run again the steps that failed (a new, paid task each).
@@ -301,8 +421,13 @@ class BulkRunner:
         settle: seconds an earlier run's lost submit must be old before that check.
         max_submit_attempts: submits of one step refused with queue-full/429 or
             never delivered before the job is given up for this run.
-        backoff, max_backoff: the shared pause after a refusal, in seconds.
+        backoff, max_backoff: the shared pause, in seconds, after a refusal while none
+            of the run's tasks is running (it doubles per refusal up to *max_backoff*).
         on_event: a plain function called with every `BulkEvent` (progress displays).
+
+    Raises:
+        mjasync.InvalidRequestError: an option is out of range, or *actions* names a
+            button an imagine grid does not have.
     """
 
     def __init__(
@@ -323,12 +448,35 @@ class BulkRunner:
         max_backoff: float = 60.0,
         on_event: Callable[[BulkEvent], object] | None = None,
     ) -> None:
-        if concurrency < 1:
-            msg = f"concurrency must be >= 1, got {concurrency}"
-            raise InvalidRequestError(msg)
-        if task_timeout <= 0 or max_submit_attempts < 1:
-            msg = "task_timeout must be > 0 and max_submit_attempts >= 1"
-            raise InvalidRequestError(msg)
+        problems = [
+            f"{name} must be {rule}, got {value!r}"
+            for name, value, ok, rule in (
+                ("concurrency", concurrency, _is_int(concurrency) and concurrency >= 1, ">= 1"),
+                (
+                    "task_timeout",
+                    task_timeout,
+                    _is_number(task_timeout) and task_timeout > 0,
+                    "> 0",
+                ),
+                (
+                    "max_submit_attempts",
+                    max_submit_attempts,
+                    _is_int(max_submit_attempts) and max_submit_attempts >= 1,
+                    ">= 1",
+                ),
+                ("settle", settle, _is_number(settle) and settle >= 0, ">= 0"),
+                ("backoff", backoff, _is_number(backoff) and backoff > 0, "> 0"),
+                (
+                    "max_backoff",
+                    max_backoff,
+                    _is_number(max_backoff) and max_backoff >= backoff,
+                    ">= backoff",
+                ),
+            )
+            if not ok
+        ]
+        if problems:
+            raise InvalidRequestError("; ".join(problems))
         self.client = client
         self.out_dir = Path(out_dir)
         self.journal_path = Path(journal) if journal is not None else self.out_dir / JOURNAL_NAME
@@ -340,7 +488,8 @@ class BulkRunner:
         self.recover = recover
         self.settle = settle
         self.max_submit_attempts = max_submit_attempts
-        self._gate = _Backpressure(backoff, max_backoff)
+        self._backoff = (backoff, max_backoff)
+        self._flow = _Flow(concurrency, backoff, max_backoff)
         self._on_event = on_event
         self._index = _StateIndex(client)
         self._journal: Journal | None = None
@@ -384,17 +533,30 @@ class BulkRunner:
     async def run(self, jobs: Iterable[Job] | str | Path) -> BulkReport:
         """Run (or resume) *jobs*: a list of `Job`, or the path of a JSONL/text file.
 
+        Every job is checked first (`check_jobs`); nothing is sent unless all are good.
+
         Raises:
-            mjasync.bulk.InputError: the jobs file is malformed.
+            mjasync.bulk.InputError: the jobs are malformed, name missing or unreadable
+                images or buttons a grid lacks; ``problems`` lists every one by line.
             mjasync.bulk.JournalError: the journal is unusable or disagrees with the input.
             mjasync.AuthenticationError: the server refused the API key (the run stops).
         """
         started = time.monotonic()
-        job_list = load_jobs(jobs) if isinstance(jobs, str | Path) else list(jobs)
-        keys = [job.key for job in job_list]
-        if len(set(keys)) != len(keys):
-            msg = "two jobs share a key; keys must be unique"
-            raise InvalidRequestError(msg)
+        if isinstance(jobs, str | Path):
+            name = str(jobs)
+            job_list = await anyio.to_thread.run_sync(load_jobs, jobs)
+        else:
+            name, job_list = "<jobs>", list(jobs)
+        counts = collections.Counter(job.key for job in job_list)
+        shared = sorted(key for key, count in counts.items() if count > 1)
+        if shared:
+            msg = f"two jobs share a key; keys must be unique: {', '.join(shared[:5])}"
+            raise InputError(msg)
+        # The client's own image limit, so a file it would refuse is refused up front.
+        limit = getattr(self.client, "_max_image_bytes", DEFAULT_MAX_IMAGE_BYTES)
+        await check_jobs(job_list, name=name, max_image_bytes=limit)
+        buttons = max((len(self._actions_of(job)) for job in job_list), default=0)
+        self._flow = _Flow(self.concurrency * max(1, buttons), *self._backoff)
         self._journal = journal = await Journal.open(self.journal_path)
         outcome = "interrupted"
         try:
@@ -476,6 +638,7 @@ class BulkRunner:
             requests_total=requests_total,
             files=tuple(files),
             elapsed=time.monotonic() - started,
+            lines={job.key: job.line for job in jobs if job.line and job.key in failed | unknown},
         )
 
     # -- one job -------------------------------------------------------------------------
@@ -606,11 +769,14 @@ class BulkRunner:
             else:
                 why = current.error or "interrupted between sending and the answer"
                 raise _JobUnknown(_unknown_reason(step, why))
-        if current is None or current.status == NEVER_SENT or current.task_id is None:
-            task_id = await self._submit(job, record, step, submit)
-        else:
-            task_id = current.task_id
-        return await self._wait(job, record, step, task_id)
+        if current is not None and current.status != NEVER_SENT and current.task_id is not None:
+            return await self._wait(job, record, step, current.task_id)
+        # The task holds its place in the flow until it finishes (see _Flow).
+        task_id = await self._submit(job, record, step, submit)
+        try:
+            return await self._wait(job, record, step, task_id)
+        finally:
+            self._flow.release()
 
     async def _never_arrived(self, step: StepRecord) -> bool:
         """Whether an earlier run's lost submit provably created no task.
@@ -633,29 +799,36 @@ class BulkRunner:
         step: str,
         submit: Callable[[str], Awaitable[Submission]],
     ) -> str:
+        """Submit until accepted; the caller then owns the task's place in the flow."""
         # A fresh nonce per paid intent: after --retry-failed or --resubmit-unknown, a
         # lost answer must not be "recovered" as the earlier task of the same step.
         tag = f"mjasync:{self.journal.run_id}:{job.key}:{step}:{secrets.token_hex(4)}"
+        flow = self._flow
         last = ""
         for _ in range(self.max_submit_attempts):
-            await self._gate.wait()
-            status, task_id, error, retry_after = await self._send_once(job.key, step, tag, submit)
+            if not flow.has_room():
+                self._emit_flow("task_queued", job, step)
+            sent_in = await flow.acquire()
+            try:
+                status, task_id, error, retry_after = await self._send_once(
+                    job.key, step, tag, submit
+                )
+            except BaseException:
+                flow.release()
+                raise
             if status == ACCEPTED:
                 assert task_id is not None
-                self._gate.ok()
+                flow.accepted()
                 record.steps[step] = StepRecord(step, ACCEPTED, task_id, tag)
                 self._emit("task_submitted", job, step, message=task_id)
                 return task_id
             assert error is not None
             last = _describe(error)
             record.steps[step] = StepRecord(step, status, None, tag, error=last)
-            if isinstance(error, AuthenticationError):
-                raise error
-            if status == REJECTED:
-                raise _JobFailed(f"{step}: {last}", permanent=True)
             if status == UNKNOWN:
                 found = await self._index.find(tag) if self.recover else None
                 if found is None:
+                    flow.release()
                     raise _JobUnknown(_unknown_reason(step, last))
                 await self.journal.set_step(
                     job.key,
@@ -665,14 +838,47 @@ class BulkRunner:
                     requests=self._requests,
                     error="recovered by state tag",
                 )
+                flow.accepted()
                 record.steps[step] = StepRecord(step, ACCEPTED, found.id, tag)
                 return found.id
-            delay = self._gate.push_back(retry_after)
-            self._emit("backoff", job, step, message=f"{last}; pausing submits {delay:.1f}s")
+            if status == REJECTED or isinstance(error, AuthenticationError) or not _pushback(error):
+                flow.release()
+                if isinstance(error, AuthenticationError):
+                    raise error
+                if status == REJECTED:
+                    raise _JobFailed(f"{step}: {last}", permanent=True)
+                # Refused by the client itself (a bad input, a button the grid lacks):
+                # nothing was sent, so a rerun with the input fixed runs it again.
+                raise _JobFailed(f"{step}: {last} (nothing was sent)", permanent=False)
+            congestion = isinstance(error, QueueFullError | RateLimitError)
+            delay = flow.refused(sent_in, retry_after, congestion=congestion)
+            flow.release()
+            why = (
+                "server queue full"
+                if isinstance(error, QueueFullError)
+                else "rate limited, HTTP 429"
+                if congestion
+                else "server not reached"
+            )
+            self._emit_flow("backoff", job, step, message=f"{why} ({last})", delay=delay)
         raise _JobFailed(
             f"{step}: not accepted after {self.max_submit_attempts} attempts ({last}); "
             "a rerun will try again",
             permanent=False,
+        )
+
+    def _emit_flow(
+        self, kind: str, job: Job, step: str, *, message: str = "", delay: float = 0.0
+    ) -> None:
+        flow = self._flow
+        self._emit(
+            kind,
+            job,
+            step,
+            message=message,
+            delay=delay,
+            limit=max(1, math.floor(flow.limit)),
+            in_flight=flow.in_flight,
         )
 
     async def _send_once(
@@ -691,18 +897,10 @@ class BulkRunner:
             await journal.step_sending(key, step, tag, self._requests)
             try:
                 submission = await submit(tag)
-            except (QueueFullError, RateLimitError) as refused:
-                if isinstance(refused, RateLimitError):
-                    retry_after = refused.retry_after
-                status, error = NEVER_SENT, refused
-            except (ConnectError, AuthenticationError) as refused:
-                status, error = NEVER_SENT, refused
-            except (SubmitRejectedError, InvalidRequestError, ButtonNotFoundError) as refused:
-                # Refused by code or caught before sending: no task exists, and none will.
-                status, error = REJECTED, refused
-            except Exception as lost:
-                # A timeout, 5xx, dropped connection or garbled answer after sending.
-                status, error = UNKNOWN, lost
+            except Exception as failed:
+                status, error = _delivery(failed), failed
+                if isinstance(failed, RateLimitError):
+                    retry_after = failed.retry_after
             else:
                 task_id = submission.task_id
                 if task_id is None:
@@ -776,7 +974,45 @@ async def run_bulk(
     client: Client,
     jobs: Iterable[Job] | str | Path,
     out_dir: str | Path,
-    **options: Any,
+    *,
+    journal: str | Path | None = None,
+    actions: str | Sequence[str] | None = None,
+    concurrency: int = 4,
+    task_timeout: float = 600.0,
+    resubmit_unknown: bool = False,
+    retry_failed: bool = False,
+    recover: bool = True,
+    settle: float = 2.0,
+    max_submit_attempts: int = 20,
+    backoff: float = 1.0,
+    max_backoff: float = 60.0,
+    on_event: Callable[[BulkEvent], object] | None = None,
 ) -> BulkReport:
-    """Run (or resume) a bulk job: ``BulkRunner(client, out_dir, **options).run(jobs)``."""
-    return await BulkRunner(client, out_dir, **options).run(jobs)
+    """Run (or resume) a bulk job: ``BulkRunner(client, out_dir, ...).run(jobs)``.
+
+    Every argument is `BulkRunner`'s; *jobs* is a list of `Job` or a JSONL/text file.
+
+    Raises:
+        mjasync.bulk.InputError: a bad job, before anything is sent (``problems``
+            lists each by line).
+        mjasync.bulk.JournalError: the journal is unusable or disagrees with the input.
+        mjasync.InvalidRequestError: an option is out of range.
+        mjasync.AuthenticationError: the server refused the API key (the run stops).
+    """
+    runner = BulkRunner(
+        client,
+        out_dir,
+        journal=journal,
+        actions=actions,
+        concurrency=concurrency,
+        task_timeout=task_timeout,
+        resubmit_unknown=resubmit_unknown,
+        retry_failed=retry_failed,
+        recover=recover,
+        settle=settle,
+        max_submit_attempts=max_submit_attempts,
+        backoff=backoff,
+        max_backoff=max_backoff,
+        on_event=on_event,
+    )
+    return await runner.run(jobs)
