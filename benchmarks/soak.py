@@ -2,6 +2,7 @@
 
     python -m benchmarks.soak --jobs 300 --seed 1
     python -m benchmarks.soak --fast --seed 1          # the CI version (tests/test_soak.py)
+    python -m benchmarks.soak --dialect trueai | --cancel-downloads 0.3 | --budget 5
 
 The simulator runs in its own process (plus dialect, an API key, notifyHook on) with
 seeded faults at the rates of the profile: 5xx, 429 with ``Retry-After``, dropped
@@ -14,6 +15,11 @@ downloads cut mid-body, truncated, or of the wrong type. This process runs one
 
     imagine(state=<unique>) -> await_task -> upscale_all(return_exceptions=True)
                                           -> download() of every upscale that succeeded
+
+The caller cancels a few chains (a native task cancellation during the imagine's wait or
+``upscale_all``; ``--cancel-downloads`` during a download too), and an attacker posts
+forged notifications to the webhook all along. ``--budget`` cancels the whole run, so the
+client is closed while its calls are being cancelled.
 
 It runs under ``PYTHONASYNCIODEBUG=1`` and ``-W error::ResourceWarning`` (it restarts
 itself with both when they are missing). It prints the faults the simulator played, per
@@ -41,9 +47,9 @@ How each check is judged (the server's own record, ``GET /sim/tasks`` and
     they will pay for;
   - the step raised `TaskNotFoundError` naming a task the server has;
   - the step raised `TaskTimeoutError` for a task the server finished more than a
-    margin (the longest the client may legitimately take to notice: webhook safety
-    poll, a poll back-off and two request timeouts, plus 1 s) before the wait's
-    deadline (a false timeout);
+    margin (the longest the client may legitimately take to notice: the webhook safety
+    poll, two failed polls each with its back-off and request timeout, plus 1 s) before
+    the wait's deadline (a false timeout);
   - the server finished the task (SUCCESS or FAILURE) and the step reported nothing
     about it.
 
@@ -51,15 +57,19 @@ How each check is judged (the server's own record, ``GET /sim/tasks`` and
   connection, a malformed answer) told the user the truth: the job may exist. If the
   server did create it, it is counted as **maybe-sent, created**, not lost. A task the
   client reported with another status than the server's is **misreported** (fails too).
+  A task of a step the caller cancelled is theirs to look up (**abandoned**), not lost.
 * **Corrupt / partial files**: after the run, every file in the output directory must be
   ``<task id>.png``, a complete PNG (signature, every chunk's CRC, IDAT inflating to
   the size IHDR promises, IEND last) whose text chunk names that very task; a ``.part``
   or any other leftover is partial; every download that returned a path has its file
   there, and no failed download left one.
-* **Leaks**: after ``aclose()``, no asyncio task but this one is left, no aiohttp
-  session or connector is open, and the loop's exception handler, ``sys.unraisablehook``
-  (where ``-W error::ResourceWarning`` sends an unclosed resource found by ``__del__``)
-  and the asyncio logger reported nothing, also after the loop closed.
+* **Leaks**: once every call has ended, the poller holds no waiter and polls no id;
+  after ``aclose()``, no asyncio task but this one is left, no aiohttp session or
+  connector is open (found with `gc`), and the loop's exception handler,
+  ``sys.unraisablehook`` (where ``-W error::ResourceWarning`` sends an unclosed resource
+  found by ``__del__``) and the asyncio logger reported nothing, also after the loop
+  closed. A cancelled chain must end within 1 s of its cancellation, and no call may
+  swallow the cancellation.
 * **Key leaks**: the API key appears in no exception message or repr and no log record.
 * **Forged notifications**: an attacker posts final statuses for real task ids to the
   webhook, without the token, with a wrong one, or 2 MB large; any answer but 401, 403
@@ -500,8 +510,9 @@ class Capture(logging.Handler):
                     found.append(f"asyncio log {record.levelname}: {message}")
         return found
 
-    def slow_callbacks(self) -> int:
-        return sum(1 for r in self.records if r.getMessage().startswith("Executing "))
+    def slow_callbacks(self) -> list[str]:
+        """Debug mode's notes on callbacks that held the loop over 100 ms."""
+        return [r.getMessage() for r in self.records if r.getMessage().startswith("Executing ")]
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -604,31 +615,31 @@ async def soak(profile: Profile, seed: int, base_url: str, api_key: str, out: Pa
         notify_hook=f"http://127.0.0.1:{port}/hook",
     )
     started = time.monotonic()
+    # The caller gives up on a few chains, at a random point of their run.
+    rng = random.Random(f"{seed}:cancel")
     chains: list[Chain] = []
+    for i in range(profile.jobs):
+        chain = Chain(i, f"soak-{seed}-{i}")
+        if rng.random() < profile.cancel_rate:
+            chain.cancel_phase = rng.choice(("imagine", "upscale"))
+            chain.cancel_after = rng.uniform(0.0, profile.cancel_within)
+        elif rng.random() < profile.cancel_download_rate:
+            # A download of a small PNG takes a few milliseconds.
+            chain.cancel_phase = "download"
+            chain.cancel_after = rng.uniform(0.0, 0.03)
+        chains.append(chain)
     try:
         # The budget wraps the client: running out cancels the calls and closes the client
         # while the cancellation is under way (the path of an app shut down by cancellation).
         async with asyncio.timeout(profile.budget), client as mj:
-            # The caller gives up on a few chains, at a random point of their run.
-            rng = random.Random(f"{seed}:cancel")
-            chains_in = []
-            for i in range(profile.jobs):
-                chain = Chain(i, f"soak-{seed}-{i}")
-                if rng.random() < profile.cancel_rate:
-                    chain.cancel_phase = rng.choice(("imagine", "upscale"))
-                    chain.cancel_after = rng.uniform(0.0, profile.cancel_within)
-                elif rng.random() < profile.cancel_download_rate:
-                    # A download of a small PNG takes a few milliseconds.
-                    chain.cancel_phase = "download"
-                    chain.cancel_after = rng.uniform(0.0, 0.03)
-                chains_in.append(chain)
             stop = asyncio.Event()
             attacker = asyncio.create_task(
-                attack(f"http://127.0.0.1:{port}/hook", chains_in, stop, attacks, seed)
+                attack(f"http://127.0.0.1:{port}/hook", chains, stop, attacks, seed)
             )
             try:
+                # one_chain records into each Chain as it goes.
                 outcomes = await mjasync.gather_chains(
-                    (one_chain(mj, chain, profile, out) for chain in chains_in),
+                    (one_chain(mj, chain, profile, out) for chain in chains),
                     limit=profile.concurrency,
                 )
             finally:
@@ -639,11 +650,11 @@ async def soak(profile: Profile, seed: int, base_url: str, api_key: str, out: Pa
                     harness_errors.append(
                         "the attacker crashed:\n" + "".join(traceback.format_exception(error))
                     )
-            for outcome in outcomes:
-                if isinstance(outcome, Chain):
-                    chains.append(outcome)
-                else:
-                    harness_errors.append("".join(traceback.format_exception(outcome)))
+            harness_errors.extend(
+                "".join(traceback.format_exception(outcome))
+                for outcome in outcomes
+                if not isinstance(outcome, Chain)
+            )
             # Every call has returned or been cancelled: nothing may still wait or poll.
             left = mj.poll_stats
             if left.waiters or left.polled_ids:
@@ -653,6 +664,13 @@ async def soak(profile: Profile, seed: int, base_url: str, api_key: str, out: Pa
                 )
     except TimeoutError:
         harness_errors.append(f"the soak did not finish within its budget of {profile.budget} s")
+        # The whole run was cancelled: judge what each chain had done by then.
+        for chain in chains:
+            pending = [step for step in chain.steps.values() if step.outcome == PENDING]
+            if pending or not chain.steps:
+                chain.cancelled = True
+            for step in pending:
+                step.outcome = CANCELLED
     wall = time.monotonic() - started
     await runner.cleanup()
     harness_errors.extend(
@@ -672,7 +690,7 @@ async def soak(profile: Profile, seed: int, base_url: str, api_key: str, out: Pa
         fault_counts = await get("/sim/faults")
         stats = await get("/sim/stats")
         submits = []
-        for route in ("imagine", "action", "change"):
+        for route in ("imagine", "action", "change", "simple-change"):
             submits += await get(f"/sim/requests?route={route}")
     # Debug-route requests are the harness's, not the client's.
     debug = {f"GET /sim/{name}" for name in ("tasks", "faults", "stats", "requests")}
@@ -819,6 +837,8 @@ def judge(run: Run, capture: Capture, out: Path, api_key: str, profile: Profile)
             key = f"imagine {body.get('state')}"
         elif request["route"].endswith("/change"):
             key = f"change {body.get('taskId')} {body.get('action')} {body.get('index')}"
+        elif request["route"].endswith("/simple-change"):
+            key = f"simple-change {body.get('content')}"
         else:
             key = f"action {body.get('taskId')} {body.get('customId')}"
         earlier = history[key]
@@ -961,6 +981,12 @@ def _step_of(
     if route.endswith("/imagine"):
         state = body.get("state")
         return (state, "imagine") if isinstance(state, str) and state in chains else None
+    if route.endswith("/simple-change"):
+        # novicezk's "<task id> U2"
+        grid, _, button = str(body.get("content")).partition(" ")
+        chain = by_grid.get(grid)
+        upscale = re.fullmatch(r"U([1-4])", button.strip())
+        return (chain.state, f"U{upscale.group(1)}") if chain and upscale else None
     chain = by_grid.get(str(body.get("taskId")))
     if chain is None:
         return None
@@ -1069,6 +1095,7 @@ def summary(run: Run, verdict: Verdict, profile: Profile, seed: int) -> dict[str
         "steps": {name: dict(c.most_common()) for name, c in verdict.steps.items()},
         "hooks": {str(status): n for status, n in sorted(run.hooks.items())},
         "forged_notifications": dict(sorted(run.attacks.items())),
+        "examples": _examples(run.chains),
         "duplicates": len(verdict.duplicates),
         "resent_after_maybe_sent": len(verdict.resent),
         "lost": len(verdict.lost),
@@ -1089,7 +1116,22 @@ def summary(run: Run, verdict: Verdict, profile: Profile, seed: int) -> dict[str
     }
 
 
-def report(data: dict[str, Any], verdict: Verdict) -> str:
+def _examples(chains: list[Chain]) -> dict[str, str]:
+    """The first message of each (step kind, error class), shortened."""
+    found: dict[str, str] = {}
+    for chain in chains:
+        for step in chain.steps.values():
+            if step.error is None:
+                continue
+            kind = "download" if step.name.startswith("get") else step.name.rstrip("1234")
+            key = f"{kind} {type(step.error).__name__}"
+            if key not in found:
+                text = " ".join(str(step.error).split())
+                found[key] = text if len(text) <= 160 else text[:160] + "…"
+    return dict(sorted(found.items()))
+
+
+def report(data: dict[str, Any], verdict: Verdict, slow: list[str]) -> str:
     lines = [
         f"soak ({data['profile']}, {data['dialect']}): seed {data['seed']}, {data['jobs']} jobs, "
         f"{data['wall_s']:.1f} s, {data['requests']:,} requests to the simulator "
@@ -1102,6 +1144,8 @@ def report(data: dict[str, Any], verdict: Verdict) -> str:
     ]
     for name, counts in data["steps"].items():
         lines.append(f"{name} steps: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    lines.append("an example of each error:")
+    lines.extend(f"  {name}: {text}" for name, text in data["examples"].items())
     lines.append("webhook answers: " + ", ".join(f"{k}: {v}" for k, v in data["hooks"].items()))
     lines.append(
         "forged notifications, answered: "
@@ -1142,6 +1186,10 @@ def report(data: dict[str, Any], verdict: Verdict) -> str:
             lines.extend(f"  {item}" for item in items[:20])
             if len(items) > 20:
                 lines.append(f"  ... and {len(items) - 20} more")
+    if slow:
+        # Not a failure: the loop was held, which may explain a request timeout.
+        lines.append(f"slow callbacks (asyncio debug mode, over 100 ms): {len(slow)}")
+        lines.extend(f"  {note[:300]}" for note in slow[:5])
     lines.append("PASS" if data["passed"] else "FAIL")
     return "\n".join(lines)
 
@@ -1206,8 +1254,9 @@ def run_soak(profile: Profile, seed: int, out: Path | None) -> tuple[dict[str, A
         run.leaks.extend(f"unraisable: {e}" for e in capture.unraisable)
         verdict = judge(run, capture, directory, api_key, profile)
         data = summary(run, verdict, profile, seed)
-        data["slow_callbacks"] = capture.slow_callbacks()
-        return data, report(data, verdict)
+        slow = capture.slow_callbacks()
+        data["slow_callbacks"] = len(slow)
+        return data, report(data, verdict, slow)
     finally:
         server.close()
         if out is None:
