@@ -48,6 +48,7 @@ import pathlib
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from bisect import bisect_left
 from collections.abc import Awaitable, Callable
@@ -124,6 +125,13 @@ async def host() -> None:
 
     current: list[simulator.Simulator] = []
 
+    def orphaned() -> None:
+        # The parent holds our stdin: end with it, even when it was killed mid-run.
+        sys.stdin.read()
+        os._exit(0)
+
+    threading.Thread(target=orphaned, daemon=True).start()
+
     async def start(request: web.Request) -> web.Response:
         for sim in current:
             await sim.close()
@@ -151,9 +159,11 @@ async def host() -> None:
 class Host:
     """The child process that runs the simulators, so the CPU measured here is the client's."""
 
-    def __init__(self) -> None:
+    def __init__(self, job: dict[str, Any] | None = None) -> None:
+        self.job = {**JOB, **(job or {})}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.bench_lag", "--host"],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
@@ -177,7 +187,7 @@ class Host:
             "notify": False,
             "image_size": 8,
             "seed": SEED,
-            **JOB,
+            **self.job,
         }
         async with (
             aiohttp.ClientSession() as session,
@@ -207,8 +217,9 @@ class Host:
     def close(self) -> None:
         self.process.terminate()
         self.process.wait(10)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 # -- the clients ----------------------------------------------------------------------------
@@ -397,6 +408,7 @@ async def run_once(
     log = await server.status_log()
     lags = [(o.known_wall - o.finish_ms / 1000) * 1000 / time_scale for o in outcomes]
     requests = sum(1 for _, ids in log if ids)
+    asked = sum(len(ids) for _, ids in log)
     wall = row["wall_s"]
     row |= {
         "client": client,
@@ -409,6 +421,9 @@ async def run_once(
         "requests": requests,
         "requests_per_task": requests / tasks,
         "requests_per_s": requests / (wall / time_scale) if wall else 0.0,
+        # How often each task was asked about, and how full the requests were.
+        "polls_per_task": asked / tasks,
+        "ids_per_request": asked / requests if requests else 0.0,
         "cpu_ms_per_task": row["cpu_s"] / tasks * 1000,
         "client_cores": row["cpu_s"] / wall if wall else 0.0,
         "server_cores": row["server_cpu_s"] / wall if wall else 0.0,
@@ -494,13 +509,15 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines += [
         "",
         "| tasks | client | poll wait p50 / p95 (ms) | answer p50 / p95 (ms) "
-        "| gap before it p50 / p95 (ms) | share of lag waiting for a poll |",
-        "|---:|---|---:|---:|---:|---:|",
+        "| gap before it p50 / p95 (ms) | share of lag waiting for a poll "
+        "| polls per task | ids per request |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [
         f"| {r['tasks']:,} | {r['client']} | {ms(r['poll_wait_p50'])} / "
         f"{ms(r['poll_wait_p95'])} | {r['answer_p50']:.1f} / {r['answer_p95']:.1f} | "
-        f"{ms(r['gap_p50'])} / {ms(r['gap_p95'])} | {r['poll_wait_share']:.1%} |"
+        f"{ms(r['gap_p50'])} / {ms(r['gap_p95'])} | {r['poll_wait_share']:.1%} | "
+        f"{r['polls_per_task']:.1f} | {r['ids_per_request']:.1f} |"
         for r in rows
     ]
     return "\n".join(lines)
@@ -527,6 +544,18 @@ def overhead_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def job_setting(text: str) -> tuple[str, Any]:
+    """``--job NAME=VALUE``: a number, or a comma-separated list of numbers."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError("expected NAME=VALUE, e.g. start_delay=60")
+    try:
+        parsed: Any = json.loads(f"[{value}]" if "," in value else value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number or list") from exc
+    return name, parsed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_lag")
     parser.add_argument("--tasks", default="100,1000", help="comma-separated task counts")
@@ -546,6 +575,14 @@ def main(argv: list[str] | None = None) -> int:
         choices=["cprofile", "pyinstrument"],
         help="profile each waiting phase (cProfile, or pyinstrument if installed)",
     )
+    parser.add_argument(
+        "--job",
+        action="append",
+        default=[],
+        type=job_setting,
+        metavar="NAME=VALUE",
+        help="override a simulated job setting (SimulatorConfig field), e.g. start_delay=60",
+    )
     parser.add_argument("--overhead", action="store_true", help="time fetch() per call instead")
     parser.add_argument("--iterations", type=int, default=2000, help="calls per overhead round")
     parser.add_argument("--rounds", type=int, default=7, help="overhead rounds per call")
@@ -558,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(clients) - set(CLIENTS))
     if unknown or not args.time_scale > 0:
         parser.error(f"unknown clients {unknown}" if unknown else "--time-scale must be > 0")
-    server = Host()
+    server = Host(dict(args.job))
     try:
         if args.overhead:
             rows = asyncio.run(overhead(server, args.iterations, args.rounds))
@@ -583,6 +620,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.close()
     print(f"time scale {args.time_scale:g}; mjasync policy: {policy_for(args.time_scale)}")
+    print(f"jobs: {server.job}")
     print(table(results))
     if args.json:
         print(json.dumps(results, indent=2))
