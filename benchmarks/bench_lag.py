@@ -6,9 +6,11 @@
     python -m benchmarks.bench_lag --tasks 100 --clients mjasync --profile [pyinstrument]
 
 Each (size, client) run gets a fresh simulator with the same seed, in a child process,
-so every client waits on the same multiset of job lengths: ~30 s jobs (±30 %), queue
-wait, then Midjourney's uneven progress steps (0, 15, 31, ... 93 %). The client submits
-N imagines spread over 3 s, then waits for all N, and the benchmark reports:
+so every client waits on the same multiset of job lengths (``--repeat`` runs the whole
+set again with the next seed, so a range covers other job lengths too): ~30 s jobs
+(±30 %), a queue wait, then Midjourney's uneven progress steps (0, 15, 31, ... 93 %).
+The client submits N imagines spread over 3 s, then waits for all N, and the benchmark
+reports:
 
 * completion lag: from the server's ``finishTime`` to the moment the client knew
   (``await_task`` returned; the peer parsed a final snapshot), p50 / p95 / max;
@@ -177,7 +179,7 @@ class Host:
         self.control = line.split()[1]
         self.base_url = ""
 
-    async def start(self, tasks: int, time_scale: float) -> str:
+    async def start(self, tasks: int, time_scale: float, seed: int = SEED) -> str:
         """A fresh simulator (the previous one stops) for *tasks* concurrent jobs."""
         options = {
             "dialect": "plus",
@@ -186,7 +188,7 @@ class Host:
             "time_scale": time_scale,
             "notify": False,
             "image_size": 8,
-            "seed": SEED,
+            "seed": seed,
             **self.job,
         }
         async with (
@@ -380,10 +382,15 @@ def decompose(
 
 
 async def run_once(
-    server: Host, tasks: int, client: str, time_scale: float = 1.0, profile: str | None = None
+    server: Host,
+    tasks: int,
+    client: str,
+    time_scale: float = 1.0,
+    profile: str | None = None,
+    seed: int = SEED,
 ) -> dict[str, Any]:
     """One client waiting for *tasks* jobs on a fresh simulator; the row of the table."""
-    await server.start(tasks, time_scale)
+    await server.start(tasks, time_scale, seed)
     outcomes: list[Outcome] = []
 
     async def measure(wait: Wait, ids: list[str]) -> dict[str, Any]:
@@ -413,6 +420,7 @@ async def run_once(
     row |= {
         "client": client,
         "tasks": tasks,
+        "seed": seed,
         "time_scale": time_scale,
         "finished": len(outcomes),
         "succeeded": sum(o.status == "SUCCESS" for o in outcomes),
@@ -495,14 +503,14 @@ def ms(value: float) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| tasks | client | lag p50 / p95 / max (ms) | status requests | per task | per s "
-        "| client CPU ms/task | client / sim cores |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| tasks | client | seed | lag p50 / p95 / max (ms) | status requests | per task "
+        "| per s | client CPU ms/task | client / sim cores |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [
-        f"| {r['tasks']:,} | {r['client']} | {ms(r['lag_p50'])} / {ms(r['lag_p95'])} / "
-        f"{ms(r['lag_max'])} | {r['requests']:,} | {r['requests_per_task']:.2f} | "
-        f"{r['requests_per_s']:.1f} | {r['cpu_ms_per_task']:.2f} | "
+        f"| {r['tasks']:,} | {r['client']} | {r['seed']} | {ms(r['lag_p50'])} / "
+        f"{ms(r['lag_p95'])} / {ms(r['lag_max'])} | {r['requests']:,} | "
+        f"{r['requests_per_task']:.2f} | {r['requests_per_s']:.1f} | {r['cpu_ms_per_task']:.2f} | "
         f"{r['client_cores']:.2f} / {r['server_cores']:.2f} |"
         for r in rows
     ]
@@ -560,7 +568,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_lag")
     parser.add_argument("--tasks", default="100,1000", help="comma-separated task counts")
     parser.add_argument("--clients", default=",".join(CLIENTS), help="of " + ", ".join(CLIENTS))
-    parser.add_argument("--repeat", type=int, default=1, help="runs of the whole set")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of the whole set, the n-th with seed + n"
+    )
+    parser.add_argument("--seed", type=int, default=SEED, help="the simulator's seed")
     parser.add_argument(
         "--time-scale",
         type=float,
@@ -604,11 +615,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(rows, indent=2))
             return 0
         results = []
-        for _ in range(args.repeat):
+        for rep in range(args.repeat):
             for count in (int(n) for n in args.tasks.split(",")):
                 for client in clients:
                     row = asyncio.run(
-                        run_once(server, count, client, args.time_scale, args.profile)
+                        run_once(
+                            server, count, client, args.time_scale, args.profile, args.seed + rep
+                        )
                     )
                     results.append(row)
                     print(
