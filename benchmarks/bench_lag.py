@@ -26,7 +26,10 @@ single-threaded simulator and the two cores for the others, and CPU per client w
 * ``mjasync``: ``mjasync.Client`` with the default ``PollPolicy()``, ``await_task`` each;
 * ``peer-3s`` / ``peer-0.5s``: what peer SDKs do (reference/peers.md: Legnext 3 s, the
   JS waitForTask 3 s, Replicate 0.5 s): per task, ``GET /mj/task/{id}/fetch``, ``json.loads``,
-  sleep the interval, again; plain aiohttp with its default pool of 100 connections.
+  sleep the interval, again; plain aiohttp with its default pool of 100 connections;
+* ``tick-0.5s`` / ``tick-1s`` (opt-in, a reference for the poller redesign, not a product):
+  one shared clock; every tick posts ``list-by-condition`` for every unfinished task, in
+  batches of 100, plain aiohttp + ``json.loads``.
 
 ``--time-scale`` runs the simulator's clock faster (0.01: a 30 s job takes 0.3 s) and
 scales every client interval, the mjasync policy's durations and its request ceiling by
@@ -79,7 +82,12 @@ JOB_SECONDS = 30.0
 SUBMIT_WINDOW = 3.0
 SUBMIT_CONCURRENCY = 200
 PEERS = {"peer-3s": 3.0, "peer-0.5s": 0.5}
+# Opt-in reference clients for the poller redesign: one shared tick that asks about every
+# unfinished task at once, in list-by-condition batches of 100.
+TICKS = {"tick-0.5s": 0.5, "tick-1s": 1.0}
 CLIENTS = ("mjasync", *PEERS)
+ALL_CLIENTS = (*CLIENTS, *TICKS)
+BATCH = 100
 FINAL = frozenset({"SUCCESS", "FAILURE", "CANCEL", "MODAL"})
 STATUS_ROUTES = frozenset(
     {"GET /mj/task/{id}/fetch", "POST /mj/task/list-by-condition", "POST /mj/task/list-by-ids"}
@@ -331,6 +339,65 @@ async def run_peer(
     return result
 
 
+async def run_tick(
+    server: Host,
+    tasks: int,
+    time_scale: float,
+    interval: float,
+    measure: Callable[[Wait, list[str]], Any],
+) -> dict[str, Any]:
+    gap = interval * time_scale
+    sent = [0]
+    deadline_after = 20 * JOB_SECONDS * time_scale + 60
+    pending: dict[str, asyncio.Future[Outcome]] = {}
+    loop_task: list[asyncio.Task[None]] = []
+    async with aiohttp.ClientSession() as session:
+
+        async def submit(i: int) -> str:
+            url = f"{server.base_url}/mj/submit/imagine"
+            async with session.post(url, json={"prompt": f"benchmark fox {i}"}) as response:
+                body = json.loads(await response.read())
+            return str(body["result"])
+
+        async def ask(ids: list[str]) -> None:
+            url = f"{server.base_url}/mj/task/list-by-condition"
+            async with session.post(url, json={"ids": ids}) as response:
+                raw = await response.read()
+            sent[0] += 1
+            for task in json.loads(raw):
+                future = pending.get(str(task.get("id")))
+                status = task.get("status")
+                if future is not None and status in FINAL and not future.done():
+                    future.set_result(knew(str(task["id"]), status, task.get("finishTime")))
+
+        async def ticks() -> None:
+            # Every tick asks about every unfinished task: the request count follows the
+            # tick and the number of batches, never the number of tasks.
+            deadline = time.monotonic() + deadline_after
+            while time.monotonic() < deadline:
+                ids = [i for i, f in pending.items() if not f.done()]
+                if not ids:
+                    return
+                started = time.monotonic()
+                await asyncio.gather(*(ask(ids[k : k + BATCH]) for k in range(0, len(ids), BATCH)))
+                await asyncio.sleep(max(0.0, started + gap - time.monotonic()))
+            for future in pending.values():
+                if not future.done():
+                    future.set_exception(TimeoutError("the tick client ran out of time"))
+
+        async def wait(task_id: str) -> Outcome:
+            future = pending[task_id] = asyncio.get_running_loop().create_future()
+            if not loop_task:
+                loop_task.append(asyncio.create_task(ticks()))
+            return await future
+
+        ids = await submit_all(tasks, time_scale, submit)
+        result: dict[str, Any] = await measure(wait, ids)
+        await loop_task[0]
+    result["client_requests"] = sent[0]
+    return result
+
+
 # -- one run --------------------------------------------------------------------------------
 
 
@@ -410,6 +477,8 @@ async def run_once(
 
     if client == "mjasync":
         row = await run_mjasync(server, tasks, time_scale, measure)
+    elif client in TICKS:
+        row = await run_tick(server, tasks, time_scale, TICKS[client], measure)
     else:
         row = await run_peer(server, tasks, time_scale, PEERS[client], measure)
     log = await server.status_log()
@@ -567,7 +636,7 @@ def job_setting(text: str) -> tuple[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_lag")
     parser.add_argument("--tasks", default="100,1000", help="comma-separated task counts")
-    parser.add_argument("--clients", default=",".join(CLIENTS), help="of " + ", ".join(CLIENTS))
+    parser.add_argument("--clients", default=",".join(CLIENTS), help="of " + ", ".join(ALL_CLIENTS))
     parser.add_argument(
         "--repeat", type=int, default=1, help="runs of the whole set, the n-th with seed + n"
     )
@@ -603,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(host())
         return 0
     clients = [c.strip() for c in args.clients.split(",") if c.strip()]
-    unknown = sorted(set(clients) - set(CLIENTS))
+    unknown = sorted(set(clients) - set(ALL_CLIENTS))
     if unknown or not args.time_scale > 0:
         parser.error(f"unknown clients {unknown}" if unknown else "--time-scale must be > 0")
     server = Host(dict(args.job))
