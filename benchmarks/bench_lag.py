@@ -101,7 +101,7 @@ def policy_for(time_scale: float) -> mjasync.PollPolicy:
     policy = mjasync.PollPolicy()
     if time_scale == 1:
         return policy
-    changes: dict[str, float] = {
+    changes: dict[str, Any] = {
         name: getattr(policy, name) * time_scale
         for name in POLICY_DURATIONS
         if hasattr(policy, name)
@@ -278,7 +278,11 @@ async def run_mjasync(
     async with mjasync.Client(server.base_url, "bench", poll=policy) as mj:
 
         async def submit(i: int) -> str:
-            return (await mj.imagine(f"benchmark fox {i}")).task_id
+            sub = await mj.imagine(f"benchmark fox {i}")
+            if sub.task_id is None:
+                msg = f"the simulator accepted no task: {sub!r}"
+                raise RuntimeError(msg)
+            return sub.task_id
 
         async def wait(task_id: str) -> Outcome:
             try:
@@ -386,7 +390,8 @@ async def run_tick(
                     future.set_exception(TimeoutError("the tick client ran out of time"))
 
         async def wait(task_id: str) -> Outcome:
-            future = pending[task_id] = asyncio.get_running_loop().create_future()
+            future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+            pending[task_id] = future
             if not loop_task:
                 loop_task.append(asyncio.create_task(ticks()))
             return await future

@@ -43,7 +43,14 @@ def rows_of(process: subprocess.Popen[str]) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def runs() -> dict[str, list[dict[str, Any]]]:
     """Both modes, side by side (each waits mostly on its simulator's start-up)."""
-    lag = start("--tasks", str(TASKS), "--time-scale", str(SCALE))
+    lag = start(
+        "--tasks",
+        str(TASKS),
+        "--time-scale",
+        str(SCALE),
+        "--clients",
+        "mjasync,peer-3s,peer-0.5s,tick-0.5s",
+    )
     overhead = start("--overhead", "--iterations", "20", "--rounds", "2")
     try:
         return {"lag": rows_of(lag), "overhead": rows_of(overhead)}
@@ -57,7 +64,7 @@ def runs() -> dict[str, list[dict[str, Any]]]:
 @pytest.mark.slow
 def test_lag_benchmark_runs_every_client(runs: dict[str, list[dict[str, Any]]]) -> None:
     rows = runs["lag"]
-    assert [r["client"] for r in rows] == ["mjasync", "peer-3s", "peer-0.5s"]
+    assert [r["client"] for r in rows] == ["mjasync", "peer-3s", "peer-0.5s", "tick-0.5s"]
     for r in rows:
         assert r["tasks"] == TASKS
         assert r["finished"] == r["succeeded"] == r["finished_while_waiting"] == TASKS
@@ -73,7 +80,7 @@ def test_lag_benchmark_runs_every_client(runs: dict[str, list[dict[str, Any]]]) 
         assert r["requests_per_s"] > 0
         assert r["cpu_ms_per_task"] > 0
         assert r["wall_s"] > 0
-    mj, *peers = rows
+    mj, *peers, tick = rows
     # The poller sent what the simulator saw (a request cut off at close may not arrive).
     assert 0 < mj["requests"] <= mj["client_requests"]
     assert mj["snapshots"] >= TASKS
@@ -81,6 +88,9 @@ def test_lag_benchmark_runs_every_client(runs: dict[str, list[dict[str, Any]]]) 
         # A peer awaits every answer: its count and the simulator's are the same, and it
         # asked about each task at least once.
         assert peer["requests"] == peer["client_requests"] >= TASKS
+    # The shared tick asks about all five tasks in each request until they finish.
+    assert tick["requests"] == tick["client_requests"] > 0
+    assert tick["ids_per_request"] > 1
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import math
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -15,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from mjasync.simulator import MIDJOURNEY_PROGRESS, Simulator, SimulatorConfig
 from mjasync.simulator.__main__ import build_parser, config_from_args
 
-FAST = {"time_scale": 0.001}
+FAST: dict[str, Any] = {"time_scale": 0.001}
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ async def test_jitter_leaves_ids_unchanged() -> None:
             return [sim.tasks[i].message_hash for i in found]
 
     # Nothing finishes meanwhile (a finished task draws its seed from the same stream).
-    idle = {"queue_delay": 1000.0, **FAST}
+    idle: dict[str, Any] = {"queue_delay": 1000.0, **FAST}
     plain = await ids(SimulatorConfig(seed=3, **idle))
     jittered = await ids(SimulatorConfig(seed=3, duration_jitter=0.2, step_jitter=0.2, **idle))
     assert plain == jittered
