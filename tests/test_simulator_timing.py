@@ -140,6 +140,14 @@ async def test_midjourney_progress_steps_follow_the_plan(http: aiohttp.ClientSes
                 assert submitted["startTime"] == task.start_time
                 assert submitted["finishTime"] is None
                 seen = [(r["status"], r["progress"]) for r in mine]
+                # No preview before the first real step, one at each step after it.
+                previews = {
+                    str(r["progress"]): r["imageUrl"] for r in mine if r["status"] == "IN_PROGRESS"
+                }
+                assert previews.pop("0%") is None
+                assert len(previews) == len(MIDJOURNEY_PROGRESS) - 1
+                for pct, url in previews.items():
+                    assert str(url).endswith(f"-preview-{pct[:-1]}.png")
                 assert sorted(seen, key=_rank) == [
                     ("SUBMITTED", "0%"),
                     *(("IN_PROGRESS", f"{p}%") for p in MIDJOURNEY_PROGRESS),

@@ -12,10 +12,11 @@ DIALECTS: tuple[str, ...] = get_args(Dialect)
 # seconds, most requests allowed per window).
 RateRule = tuple[str, float, int]
 # The percentages Midjourney's progress messages show for a grid job, in order, as the
-# proxies copy them from the Discord message (issue #11). "0%" comes first: the job's
-# message is created before rendering starts (novicezk StartAndProgressHandler.java: a
-# CREATE message sets IN_PROGRESS and keeps SUBMITTED's "0%"); the rest are the uneven
-# steps MJ edits that message with. 100% is the SUCCESS itself, never a progress step.
+# proxies copy them from the Discord message (the sequence issue #11 records; the real
+# steps vary by model and mode). "0%" comes first: the job's message is created before
+# rendering starts (novicezk StartAndProgressHandler.java: a CREATE message sets
+# IN_PROGRESS and keeps SUBMITTED's "0%"); the rest are the uneven steps MJ edits that
+# message with (UPDATE). 100% is the SUCCESS itself, never a progress step.
 MIDJOURNEY_PROGRESS: tuple[int, ...] = (0, 15, 31, 46, 62, 78, 93)
 
 

@@ -230,7 +230,9 @@ class Engine:
                 task.status = IN_PROGRESS
                 pct = cfg.step_percent(task.step)
                 task.progress = f"{pct}%"
-                if task.kind not in {"describe", "picread_retry", "shorten"}:
+                # novicezk StartAndProgressHandler.java: the job's first message (CREATE,
+                # "0%") sets no imageUrl; each UPDATE after it carries a preview.
+                if pct and task.kind not in {"describe", "picread_retry", "shorten"}:
                     task.image_url = image_url(task, pct)
                 self._on_change(task)
                 if not task.stuck:
