@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import sys
 
-from ._config import DIALECTS, SimulatorConfig
+from ._config import DIALECTS, MIDJOURNEY_PROGRESS, SimulatorConfig
 from ._server import run_forever
 
 
@@ -30,6 +30,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--oss-task-exists",
         action="store_true",
         help="oss: a repeated U answers code 21 '任务已存在' (novicezk before b146e94)",
+    )
+    timing = parser.add_argument_group("job timing (simulated seconds)")
+    timing.add_argument("--queue-delay", type=float, default=1.0, metavar="S")
+    timing.add_argument(
+        "--start-delay", type=float, default=1.0, metavar="S", help="SUBMITTED to first step"
+    )
+    timing.add_argument("--step-delay", type=float, default=1.0, metavar="S")
+    timing.add_argument("--progress-steps", type=int, default=4, metavar="N")
+    timing.add_argument(
+        "--progress-percents",
+        type=_percents,
+        default=(),
+        metavar="LIST",
+        help="IN_PROGRESS percentages, e.g. '15,31,62', or 'midjourney' for "
+        + ",".join(map(str, MIDJOURNEY_PROGRESS)),
+    )
+    timing.add_argument(
+        "--duration-jitter",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="each job's length varies by up to this fraction, e.g. 0.3 for ±30%%",
+    )
+    timing.add_argument(
+        "--step-jitter",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="uneven gaps between progress steps (same total), e.g. 0.5",
     )
     newapi = parser.add_argument_group("new-api operator settings")
     newapi.add_argument(
@@ -116,6 +145,15 @@ def _rate_rule(text: str) -> tuple[str, float, int]:
         raise argparse.ArgumentTypeError("WINDOW is seconds and MAX an integer") from exc
 
 
+def _percents(text: str) -> tuple[int, ...]:
+    if text.strip().lower() == "midjourney":
+        return MIDJOURNEY_PROGRESS
+    try:
+        return tuple(int(item) for item in text.split(",") if item.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError("expected percentages such as '15,31,62'") from exc
+
+
 def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     """A :class:`SimulatorConfig` from parsed arguments."""
     return SimulatorConfig(
@@ -126,6 +164,13 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
         slots=args.slots,
         queue_size=args.queue_size,
         remix=args.remix,
+        queue_delay=args.queue_delay,
+        start_delay=args.start_delay,
+        step_delay=args.step_delay,
+        progress_steps=args.progress_steps,
+        progress_percents=args.progress_percents,
+        duration_jitter=args.duration_jitter,
+        step_jitter=args.step_jitter,
         oss_task_exists=args.oss_task_exists,
         newapi_notify=args.newapi_notify,
         newapi_account_filter=args.newapi_account_filter,

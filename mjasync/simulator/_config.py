@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Literal, get_args
 
 Dialect = Literal["plus", "trueai", "newapi", "oss"]
@@ -12,6 +13,13 @@ DIALECTS: tuple[str, ...] = get_args(Dialect)
 RateRule = tuple[str, float, int]
 # Faults fields that are durations, not probabilities.
 _SECONDS = frozenset({"retry_after", "spike_seconds"})
+# The percentages Midjourney's progress messages show for a grid job, in order, as the
+# proxies copy them from the Discord message (the sequence issue #11 records; the real
+# steps vary by model and mode). "0%" comes first: the job's message is created before
+# rendering starts (novicezk StartAndProgressHandler.java: a CREATE message sets
+# IN_PROGRESS and keeps SUBMITTED's "0%"); the rest are the uneven steps MJ edits that
+# message with (UPDATE). 100% is the SUCCESS itself, never a progress step.
+MIDJOURNEY_PROGRESS: tuple[int, ...] = (0, 15, 31, 46, 62, 78, 93)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +150,9 @@ class SimulatorConfig:
     progress_steps: int = 4
     step_delay: float = 1.0
     seed_delay: float = 1.0
+    duration_jitter: float = 0.0
+    step_jitter: float = 0.0
+    progress_percents: tuple[int, ...] = ()
     remix: bool = False
     banned_words: tuple[str, ...] = ("gore",)
     image_size: int = 64
@@ -173,6 +184,22 @@ class SimulatorConfig:
             raise ValueError("slots must be >= 1 and queue_size >= 0")
         if self.time_scale < 0 or self.progress_steps < 0:
             raise ValueError("time_scale and progress_steps must be >= 0")
+        for name in ("queue_delay", "start_delay", "step_delay"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0 simulated seconds")
+        for name in ("duration_jitter", "step_jitter"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1)")
+        percents: object = self.progress_percents
+        if isinstance(percents, list | range):
+            percents = tuple(percents)
+            object.__setattr__(self, "progress_percents", percents)
+        if not isinstance(percents, tuple) or not all(
+            type(p) is int and 0 <= p <= 99 for p in percents
+        ):
+            raise ValueError("progress_percents must be whole percentages in 0..99")
+        if any(b <= a for a, b in itertools.pairwise(percents)):
+            raise ValueError("progress_percents must increase")
         if not 1 <= self.image_size <= 4096:
             raise ValueError("image_size must be between 1 and 4096")
         # Accept any iterable from callers (a set literal, a list) but keep the frozen types.
@@ -203,6 +230,17 @@ class SimulatorConfig:
                         f"{name} items are (path pattern, window seconds > 0, max requests >= 0)"
                     )
             object.__setattr__(self, name, rules)
+
+    @property
+    def steps(self) -> int:
+        """How many IN_PROGRESS steps a job reports."""
+        return len(self.progress_percents) if self.progress_percents else self.progress_steps
+
+    def step_percent(self, step: int) -> int:
+        """The progress shown at IN_PROGRESS step ``step`` (1-based)."""
+        if self.progress_percents:
+            return self.progress_percents[step - 1]
+        return step * 100 // (self.progress_steps + 1)
 
     def scaled(self, simulated_seconds: float) -> float:
         """Real seconds to wait for ``simulated_seconds`` of simulated time."""

@@ -93,6 +93,9 @@ class SimTask:
     holds_slot: bool = False
     generation: int = 0
     step: int = 0
+    # This job's planned gaps in simulated seconds (Engine._plan): slot -> SUBMITTED,
+    # SUBMITTED -> first progress step, then one per step, the last ending the job.
+    timing: tuple[float, ...] = ()
     # The key (trueai) that submitted the task, or "guest:<ip>": trueai counts a user's
     # running/queued tasks per caller.
     owner: str = ""
