@@ -271,6 +271,11 @@ class Server:
             "slots": profile.slots,
             "queue_size": profile.queue_size,
             "time_scale": profile.time_scale,
+            # Jobs of uneven length with Midjourney's uneven progress steps (#11), so
+            # that chains finish out of step, as real ones do.
+            "duration_jitter": 0.5,
+            "step_jitter": 0.3,
+            "progress_percents": list(simulator.MIDJOURNEY_PROGRESS),
             "image_size": 32,
             "faults": dict(profile.faults),
         }
