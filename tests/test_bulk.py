@@ -257,15 +257,23 @@ async def test_a_concurrency_far_above_what_the_server_admits_adapts_instead_of_
 
 
 class _Flaky(mjasync.AiohttpTransport):
-    """Fails chosen imagine submits: before sending (connect) or after (answer lost)."""
+    """Fails chosen imagine submits: before sending (connect) or after (answer lost).
 
-    def __init__(self, *, connect_failures: int = 0, lost_answers: int = 0) -> None:
+    The first *after* imagine submits go through untouched: a run stops at a failure
+    that comes before the server ever answered (see test_unreachable_* below).
+    """
+
+    def __init__(self, *, connect_failures: int = 0, lost_answers: int = 0, after: int = 0) -> None:
         super().__init__()
         self.connect_failures = connect_failures
         self.lost_answers = lost_answers
+        self.after = after
 
     async def send(self, request: Request) -> Response:
         if request.url.endswith("/submit/imagine"):
+            if self.after:
+                self.after -= 1
+                return await super().send(request)
             if self.connect_failures:
                 self.connect_failures -= 1
                 raise ConnectError("could not connect: refused")
@@ -277,15 +285,18 @@ class _Flaky(mjasync.AiohttpTransport):
 
 
 async def test_a_submit_that_never_left_is_resent(sim: Simulator, tmp_path: Path) -> None:
-    """A connect failure proves non-delivery: the runner sends again, one task results."""
-    transport = _Flaky(connect_failures=2)
+    """A connect failure proves non-delivery: the runner sends again, one task per job."""
+    transport = _Flaky(connect_failures=2, after=1)
     retry = mjasync.RetryPolicy(attempts=1)
     async with mjasync.Client(
         sim.base_url, "key", poll=FAST_POLL, retry=retry, transport=transport
     ) as mj:
-        report = await run_bulk(mj, parse_jobs(["a fox"]), tmp_path, **FAST)
+        report = await run_bulk(
+            mj, parse_jobs(["a fox", "a wolf"]), tmp_path, concurrency=1, **FAST
+        )
     assert report.ok
-    assert len(sim.tasks) == 1
+    assert transport.connect_failures == 0
+    assert len(sim.tasks) == 2
 
 
 async def test_a_lost_answer_is_unknown_and_never_silently_resent(
@@ -294,9 +305,9 @@ async def test_a_lost_answer_is_unknown_and_never_silently_resent(
     """The server made a task but the answer was lost: report unknown, don't pay twice."""
     jobs = parse_jobs(["a fox", "a wolf"])
     async with mjasync.Client(
-        sim.base_url, "key", poll=FAST_POLL, transport=_Flaky(lost_answers=1)
+        sim.base_url, "key", poll=FAST_POLL, transport=_Flaky(lost_answers=1, after=1)
     ) as mj:
-        report = await run_bulk(mj, jobs, tmp_path, recover=False, **FAST)
+        report = await run_bulk(mj, jobs, tmp_path, recover=False, concurrency=1, **FAST)
     assert len(report.unknown) == 1
     assert len(report.done) == 1
     (reason,) = report.unknown.values()
@@ -315,9 +326,9 @@ async def test_a_lost_answer_is_recovered_by_its_state_tag(sim: Simulator, tmp_p
     """With GET /mj/task/list, the task behind a lost answer is found by state and finished."""
     jobs = parse_jobs(["a fox", "a wolf"])
     async with mjasync.Client(
-        sim.base_url, "key", poll=FAST_POLL, transport=_Flaky(lost_answers=1)
+        sim.base_url, "key", poll=FAST_POLL, transport=_Flaky(lost_answers=1, after=1)
     ) as mj:
-        report = await run_bulk(mj, jobs, tmp_path, **FAST)
+        report = await run_bulk(mj, jobs, tmp_path, concurrency=1, **FAST)
     assert report.ok, report.to_dict()
     assert len(sim.tasks) == 2  # recovered, not resubmitted
     assert sim.requests["POST /mj/submit/imagine"] == 2
@@ -353,16 +364,22 @@ async def test_a_retried_step_whose_answer_is_lost_recovers_the_new_task(
         first = await run_bulk(mj, jobs, tmp_path, **FAST)
     assert first.failed
     (failed_task,) = sim.tasks.values()
+    # A job that is answered first (the server is known to be up), then the retried one.
+    jobs = [*parse_jobs(["a wolf"]), *jobs]
     async with mjasync.Client(
-        sim.base_url, "key", poll=FAST_POLL, transport=_Flaky(lost_answers=1)
+        sim.base_url, "key", poll=FAST_POLL, transport=_Flaky(lost_answers=1, after=1)
     ) as mj:
-        retried = await run_bulk(mj, jobs, tmp_path, retry_failed=True, **FAST)
+        retried = await run_bulk(mj, jobs, tmp_path, retry_failed=True, concurrency=1, **FAST)
     assert retried.ok, retried.to_dict()
-    assert len(sim.tasks) == 2
-    (new_task,) = (task for task in sim.tasks.values() if task.id != failed_task.id)
+    assert len(sim.tasks) == 3
+    (new_task,) = (
+        task for task in sim.tasks.values() if task.id != failed_task.id and "fox" in task.prompt
+    )
     assert new_task.state != failed_task.state
     with sqlite3.connect(retried.journal) as db:
-        (task_id,) = db.execute("SELECT task_id FROM steps WHERE step = 'imagine'").fetchone()
+        (task_id,) = db.execute(
+            "SELECT task_id FROM steps WHERE step = 'imagine' AND job_key = ?", (jobs[1].key,)
+        ).fetchone()
     assert task_id == new_task.id
 
 
