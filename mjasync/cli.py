@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import math
+import os
 import re
 import signal
 import sys
@@ -22,23 +23,29 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 import anyio
+import attrs
 
 from . import __about__
 from ._chains import gather_chains
 from ._client import Client
 from ._errors import (
     APIError,
+    AuthenticationError,
     ButtonNotFoundError,
+    ConnectError,
     InvalidRequestError,
     MJError,
     ModalRequiredError,
+    RouteNotFoundError,
     TaskError,
     TaskTimeoutError,
     TransportError,
 )
+from ._glossary import with_english
 from ._images import DEFAULT_MAX_IMAGE_BYTES
 from ._models import Task
 from ._poll import PollPolicy
+from ._responses import _auth_shape
 from ._retry import RetryPolicy
 from .bulk import (
     BulkEvent,
@@ -46,10 +53,12 @@ from .bulk import (
     BulkRunner,
     InputError,
     Job,
+    UnreachableError,
     check_jobs,
     load_jobs,
     parse_actions,
 )
+from .bulk._reach import host_in, unreachable_reason
 
 __all__ = [
     "EXIT_API",
@@ -66,6 +75,8 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_API = 3
 EXIT_INTERRUPTED = 130
+
+_AUTH_STYLES = ("bearer", "authorization", "mj-api-secret")
 
 _EPILOG = """\
 configuration: flags, else the environment: MJ_BASE_URL, MJ_API_KEY, MJ_AUTH.
@@ -166,14 +177,15 @@ class _Out:
         if not self.json:
             print(line, file=self.stderr)
 
-    def error(self, message: str, details: Sequence[str] = ()) -> None:
-        print(f"mjasync: error: {message}", file=self.stderr)
-        for line in details:
+    def error(self, report: _ErrorReport) -> None:
+        print(f"mjasync: error: {report.message}", file=self.stderr)
+        for line in report.details:
             print(f"  {line}", file=self.stderr)
         if self.json:
-            data: dict[str, Any] = {"ok": False, "error": message}
-            if details:
-                data["problems"] = list(details)
+            data: dict[str, Any] = {"ok": False, "error": report.message}
+            if report.details:
+                data[report.details_key] = list(report.details)
+            data.update(report.extra)
             print(json.dumps(data, ensure_ascii=False), file=self.stdout)
 
 
@@ -569,6 +581,16 @@ async def _cmd_action(args: argparse.Namespace, out: _Out) -> int:
 async def _cmd_task(args: argparse.Namespace, out: _Out) -> int:
     async with _client(args) as mj:
         if args.wait:
+            # One fetch first: a wrong base URL, key or host fails now, not after the
+            # whole --wait-timeout of quiet polling. Anything else is the wait's to judge:
+            # an unknown id gets its short grace (a relay may not list a task it accepted
+            # a moment ago), a 5xx its retries.
+            try:
+                await mj.fetch(args.task_id)
+            except MJError as error:
+                wrong = isinstance(error, RouteNotFoundError | AuthenticationError)
+                if wrong or unreachable_reason(error) is not None:
+                    raise
             with _TaskBars(out) as bars:
                 try:
                     task = await mj.await_task(
@@ -603,15 +625,18 @@ async def _explain_timeout(mj: Client, args: argparse.Namespace, error: TaskTime
     with anyio.move_on_after(min(5.0, args.timeout)):
         try:
             await mj.fetch(args.task_id)
+        except RouteNotFoundError:
+            raise
         except (TransportError, APIError) as failure:
             if (
                 isinstance(failure, TransportError)
                 or failure.status is None
                 or (failure.status >= 500)
             ):
+                why = _unreachable_text(failure) or str(failure)
                 raise ServerUnreachableError(
                     f"task {args.task_id} did not finish within {args.wait_timeout:g} s: "
-                    f"the server stopped answering ({failure})"
+                    f"the server stopped answering ({why})"
                 ) from None
         except MJError:
             return
@@ -646,6 +671,7 @@ async def _run_batch(
         return await BulkRunner(mj, out_dir, **options).run(jobs)
     with _BulkDisplay(out, len(jobs)) as display:
         runner = BulkRunner(mj, out_dir, on_event=display, **options)
+        failure: Exception | None = None
         async with anyio.create_task_group() as group:
 
             async def heartbeat() -> None:
@@ -654,8 +680,15 @@ async def _run_batch(
                     display.tick()
 
             group.start_soon(heartbeat)
-            report = await runner.run(jobs)
+            try:
+                report = await runner.run(jobs)
+            except Exception as error:
+                # Raised out here, not wrapped in the task group's ExceptionGroup: a run
+                # that stops (bad key, wrong URL, server gone) is one line, not a traceback.
+                failure = error
             group.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
     return report
 
 
@@ -805,7 +838,7 @@ def _common_options(suppress: bool) -> _Parser:
     group.add_argument("--api-key", default=default, help="the key (prefer MJ_API_KEY)")
     group.add_argument(
         "--auth",
-        choices=("bearer", "authorization", "mj-api-secret"),
+        choices=_AUTH_STYLES,
         default=default,
         help="how the key is sent (default bearer)",
     )
@@ -969,17 +1002,163 @@ def _cli_words(message: str) -> str:
     return _PARAMETER.sub(flag, message)
 
 
-def _describe_error(error: BaseException) -> tuple[str, list[str]]:
-    """The one-line message (and, for a bad jobs file, every problem) to print."""
+@attrs.frozen
+class _ErrorReport:
+    """What the CLI prints for a failure: one line, then indented details (and JSON)."""
+
+    message: str
+    details: tuple[str, ...] = ()
+    details_key: str = "hints"
+    extra: dict[str, Any] = attrs.field(factory=dict)
+
+
+_WHERE = re.compile(r"^([A-Z]+) (\S+?):? ")
+_CHECK_URL = "check --base-url or MJ_BASE_URL"
+# Routes every midjourney-proxy serves: a miss on one of them means there is none.
+_CORE_ROUTE = re.compile(r"^/(submit/imagine|task/[^/]+/fetch|task/list-by-condition)$")
+
+
+def _api_root(url: str) -> tuple[str, str]:
+    """``(API root, route)`` of a request URL: ``("http://h/mj", "/task/1/fetch")``."""
+    cut = url.rfind("/mj/")
+    if cut < 0:
+        return url, ""
+    return url[: cut + 3], url[cut + 3 :]
+
+
+def _answer_shape(body: object) -> str:
+    if body is None or body == "":
+        return "an empty answer"
+    if isinstance(body, str):
+        return "a web page" if body.lstrip().startswith("<") else "text, not the proxy's JSON"
+    return "JSON that is not the proxy's"
+
+
+def _route_report(error: RouteNotFoundError) -> _ErrorReport:
+    """#9.4: a base URL with no proxy behind it reads as that, in one line."""
+    match = _WHERE.match(error.message)
+    method = match.group(1) if match else ""
+    url = error.url or (match.group(2) if match else "")
+    root, route = _api_root(url)
+    answered = f"{method} {url}".strip() + (
+        f" answered HTTP {error.status} with {_answer_shape(error.body)}"
+    )
+    if _CORE_ROUTE.match(route):
+        message = f"no midjourney-proxy API at {root}: {answered}; {_CHECK_URL}"
+    else:
+        message = (
+            f"this server has no {method} /mj{route}: {answered}; {_CHECK_URL}, or whether "
+            "this server supports it (relays such as new-api serve only some routes)"
+        )
+    return _ErrorReport(message, extra={"url": url, "status": error.status})
+
+
+def _auth_choice(args: argparse.Namespace | None, style: str) -> str:
+    """How *style* was chosen, in the user's terms: a flag, the environment or the default."""
+    if args is not None and getattr(args, "auth", None):
+        return f"--auth {style}"
+    if os.environ.get("MJ_AUTH"):
+        return f"MJ_AUTH={style}"
+    return f"--auth {style}, the default"
+
+
+def _auth_in_effect(args: argparse.Namespace | None) -> str:
+    flag = getattr(args, "auth", None) if args is not None else None
+    return str(flag or os.environ.get("MJ_AUTH") or "bearer")
+
+
+def _auth_report(error: AuthenticationError, args: argparse.Namespace | None) -> _ErrorReport:
+    """#9.3: which header carried the key, and which --auth the server's answer points to."""
+    status = error.status or 401
+    match = _WHERE.match(error.message)
+    where = f"{match.group(1)} {match.group(2)} " if match else ""
+    said = f": {with_english(error.description)}" if error.description else " with an empty body"
+    message = f"authentication failed: {where}answered HTTP {status}{said}"
+    shape, reads = _auth_shape(status, error.body)
+    style = error.auth_style
+    details: list[str] = []
+    if style is None:
+        details.append("no API key was sent: pass --api-key or set MJ_API_KEY")
+    else:
+        header = (
+            "Authorization: Bearer <key>" if style == "bearer" else f"{error.auth_header}: <key>"
+        )
+        details.append(f'the key was sent as "{header}" ({_auth_choice(args, style)})')
+    if shape:
+        details.append(shape)
+    suggested = [s for s in error.suggested_auth if s != style]
+    flags = " or ".join(f"--auth {s}" for s in suggested)
+    if suggested and style is None:
+        if suggested[0] != _auth_in_effect(args):
+            details.append(
+                f"add --auth {suggested[0]} (or MJ_AUTH={suggested[0]}): this server reads "
+                "the key that way"
+            )
+    elif suggested:
+        details.append(f"try {flags} (or MJ_AUTH={suggested[0]})")
+    elif style is not None and reads:
+        details.append(
+            "the key went where this server looks for it: check the key itself "
+            "(--api-key or MJ_API_KEY)"
+        )
+    elif style is not None:
+        others = " or ".join(f"--auth {s}" for s in _AUTH_STYLES if s != style)
+        details.append(f"check the key (--api-key or MJ_API_KEY), or send it with {others}")
+    extra = {
+        "auth": {
+            "sent": style,
+            "header": error.auth_header,
+            "suggested": list(error.suggested_auth),
+        }
+    }
+    return _ErrorReport(message, tuple(details), extra=extra)
+
+
+def _unreachable_text(error: BaseException) -> str | None:
+    """``cannot reach HOST: REASON`` for a connection that never got through, else None."""
+    reason = unreachable_reason(error)
+    if reason is None:
+        return None
+    return f"cannot reach {host_in(error, 'the server')}: {reason}"
+
+
+_RERUN = (
+    "the batch stopped; rerun the same command once fixed: finished work is kept and the "
+    "jobs not sent are sent normally, no flag needed"
+)
+
+
+def _describe_error(error: BaseException, args: argparse.Namespace | None = None) -> _ErrorReport:
+    """The one-line message, and the lines under it, to print for *error*."""
+    batch = args is not None and getattr(args, "command", None) == "batch"
     if isinstance(error, InputError) and len(error.problems) > 1:
         count = len(error.problems)
-        return f"{count} problems in the jobs; nothing was submitted", list(error.problems)
+        message = f"{count} problems in the jobs; nothing was submitted"
+        return _ErrorReport(message, tuple(error.problems), details_key="problems")
     if isinstance(error, InputError):
-        return f"{error.problems[0]} (nothing was submitted)", []
+        return _ErrorReport(f"{error.problems[0]} (nothing was submitted)")
+    if isinstance(error, AuthenticationError):
+        report = _auth_report(error, args)
+        return attrs.evolve(report, details=(*report.details, _RERUN)) if batch else report
+    if isinstance(error, RouteNotFoundError):
+        report = _route_report(error)
+        return attrs.evolve(report, details=(_RERUN,)) if batch else report
+    if isinstance(error, UnreachableError):
+        hint = (
+            f"{_CHECK_URL}, and --timeout (the server never answered within it)"
+            if error.maybe_sent
+            else f"{_CHECK_URL}, and that the server is running"
+        )
+        return _ErrorReport(str(error), (hint,), extra={"host": error.host})
+    if isinstance(error, ConnectError):
+        text = _unreachable_text(error)
+        if text is not None:
+            message = f"{text} ({_CHECK_URL}, and that the server is running; nothing was sent)"
+            return _ErrorReport(message)
     text = str(error) or type(error).__name__
     if isinstance(error, InvalidRequestError):
         text = _cli_words(text)
-    return text, []
+    return _ErrorReport(text)
 
 
 @contextmanager
@@ -1063,16 +1242,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_interruptible(command(args, out)))
         except KeyboardInterrupt:
             hint = "; rerun the same command to resume" if args.command == "batch" else ""
-            out.error(f"interrupted{hint}")
+            out.error(_ErrorReport(f"interrupted{hint}"))
             return EXIT_INTERRUPTED
         except (MJError, UsageError, ServerUnreachableError) as error:
             # Before OSError: TaskTimeoutError is a TimeoutError, TransportError a
             # ConnectionError, and both are OSErrors that are not about a local file.
-            message, details = _describe_error(error)
-            out.error(message, details)
+            out.error(_describe_error(error, args))
             return _exit_code(error)
         except OSError as error:
-            out.error(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "))
+            text = f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
+            out.error(_ErrorReport(text))
             return EXIT_USAGE
 
 

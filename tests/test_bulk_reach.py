@@ -8,16 +8,13 @@ any flag. A 5xx stays "maybe sent".
 
 from __future__ import annotations
 
-import socket
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import anyio.abc
 import pytest
-from aiohttp import web
+from _servers import WEB_PAGE, closed_port, static_server
 
 import mjasync
 from mjasync import ConnectError, Request, Response
@@ -28,38 +25,6 @@ from mjasync.simulator import Simulator
 FAST_POLL = mjasync.PollPolicy(interval=0.01, max_interval=0.02, first_poll=0.005)
 FAST = {"backoff": 0.01, "max_backoff": 0.05, "task_timeout": 20.0}
 ONE_TRY = mjasync.RetryPolicy(attempts=1)
-PAGE = "<!doctype html><html><body>app</body></html>"
-
-
-@asynccontextmanager
-async def static_server(status: int, text: str, content_type: str) -> AsyncIterator[list[str]]:
-    """A loopback server answering every request the same way; yields its request log."""
-    log: list[str] = []
-
-    async def answer(request: web.Request) -> web.Response:
-        log.append(f"{request.method} {request.path}")
-        return web.Response(status=status, text=text, content_type=content_type)
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    log.append(f"http://127.0.0.1:{port}")
-    try:
-        yield log
-    finally:
-        await runner.cleanup()
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on (connections to it are refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def step_statuses(journal: Path) -> list[str]:
@@ -78,7 +43,7 @@ def run_outcome(journal: Path) -> str:
 
 @pytest.mark.parametrize(
     ("status", "text", "content_type"),
-    [(404, "404 page not found", "text/plain"), (200, PAGE, "text/html")],
+    [(404, "404 page not found", "text/plain"), (200, WEB_PAGE, "text/html")],
     ids=["404-everywhere", "200-web-page"],
 )
 async def test_a_base_url_with_no_proxy_stops_the_run_and_a_fixed_rerun_submits_normally(
