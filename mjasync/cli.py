@@ -1,4 +1,4 @@
-"""The ``mjasync`` command line: demo, simulator, imagine, action, task, seed and batch.
+"""The ``mjasync`` command line: demo, simulator, imagine, action, task, seed, download, batch.
 
 Exit codes (also in ``mjasync --help``): 0 ok; 1 some jobs (or the task) failed or
 have an unknown outcome; 2 usage or configuration error; 3 API, authentication or
@@ -28,6 +28,7 @@ import attrs
 from . import __about__
 from ._chains import gather_chains
 from ._client import Client
+from ._download import MediaKind, file_stem
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -91,6 +92,9 @@ exit codes:
 
 start here:  mjasync demo
 """
+
+# The simulator's dialects (mjasync.simulator.DIALECTS), without importing the server.
+DEMO_DIALECTS = ("plus", "oss", "trueai", "newapi")
 
 DEMO_PROMPTS = (
     ("a red fox in the snow, watercolor --ar 3:2", "U1,U2,U3,U4"),
@@ -504,14 +508,15 @@ async def _cmd_imagine(args: argparse.Namespace, out: _Out) -> int:
                 submission, timeout=args.wait_timeout, on_progress=bars.callback("imagine")
             )
             if args.out:
-                files.append(await mj.download(grid, args.out, filename=f"{grid.id}-grid"))
+                name = file_stem(grid, prefix="grid")
+                files.append(await mj.download(grid, args.out, filename=name))
 
             async def press(button: str) -> tuple[Task, Path | None]:
                 task = await mj.run_action(
                     grid, button, timeout=args.wait_timeout, on_progress=bars.callback(button)
                 )
                 # Download inside the chain: result URLs expire.
-                name = f"{task.id}-{button}"
+                name = file_stem(task, prefix=button)
                 path = await mj.download(task, args.out, filename=name) if args.out else None
                 return task, path
 
@@ -569,11 +574,34 @@ async def _cmd_action(args: argparse.Namespace, out: _Out) -> int:
                     "remix): press it again with --prompt TEXT (and --mask FILE for vary_region)"
                 )
                 raise TaskError(error.task, msg) from None
-        files = [await mj.download(task, args.out)] if args.out else []
+        files: list[Path] = []
+        if args.out:
+            name = file_stem(task, prefix=_button_label(parent, args.button))
+            files.append(await mj.download(task, args.out, filename=name))
     out.result(
         {"ok": True, "task": _task_dict(task), "files": [str(f) for f in files]},
         [f"task {task.id}: {task.status}", f"image: {task.image_url}"]
         + [f"saved {f}" for f in files],
+    )
+    return EXIT_OK
+
+
+def _button_label(parent: Task, key: str) -> str:
+    """The button's stable name (``V2``, ``upscale_subtle``) for file names, else *key*."""
+    try:
+        return parent.button(key).name or key
+    except ButtonNotFoundError:
+        return key
+
+
+async def _cmd_download(args: argparse.Namespace, out: _Out) -> int:
+    async with _client(args) as mj:
+        task = await mj.fetch(args.task_id)
+        kind: MediaKind | None = "video" if args.video else None
+        path = await mj.download(task, args.out, kind=kind, filename=file_stem(task))
+    out.result(
+        {"ok": True, "task": _task_dict(task), "files": [str(path)]},
+        [f"saved {path}"],
     )
     return EXIT_OK
 
@@ -751,9 +779,11 @@ async def _cmd_demo(args: argparse.Namespace, out: _Out) -> int:
     jobs_file = _prepare_demo(out_dir)
     jobs = await _checked_jobs(jobs_file)
     async with Simulator(
-        dialect="plus", time_scale=args.time_scale, seed=1, slots=6, queue_size=24
+        dialect=args.dialect, time_scale=args.time_scale, seed=1, slots=6, queue_size=24
     ) as sim:
-        out.note(f"simulator listening on {sim.base_url} (time scale {args.time_scale})")
+        out.note(
+            f"simulator ({args.dialect}) listening on {sim.base_url} (time scale {args.time_scale})"
+        )
         poll = PollPolicy(interval=0.3, max_interval=1.0, first_poll=0.2)
         async with Client(sim.base_url, "demo-key", poll=poll) as mj:
             report = await _run_batch(
@@ -767,10 +797,7 @@ async def _cmd_demo(args: argparse.Namespace, out: _Out) -> int:
 
 
 def _demo_summary(report: BulkReport, jobs: Sequence[Job], out: _Out) -> None:
-    by_job: dict[str, list[str]] = {job.key: [] for job in jobs}
-    for path in report.files:
-        key = path.stem.rsplit("-", 1)[0]
-        by_job.setdefault(key, []).append(path.name)
+    by_job = report.job_files
     if HAVE_RICH:
         table = Table(title="mjasync demo", title_justify="left")
         for column in ("job", "prompt", "result", "images"):
@@ -797,10 +824,9 @@ def _cmd_simulator(argv: Sequence[str]) -> int:
     from .simulator.__main__ import serve
 
     if {"-h", "--help"} & set(argv):
-        # The simulator's own parser, shown under this command's name and with defaults.
+        # The simulator's own parser (every default shown), under this command's name.
         parser = simulator_parser()
         parser.prog = "mjasync simulator"
-        parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
         parser.print_help(sys.stdout)
         return EXIT_OK
     return serve(list(argv))
@@ -905,7 +931,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", default="mjasync-demo-out", help="where images go")
     demo.add_argument(
-        "--time-scale", type=_positive_float, default=0.6, help="simulated seconds per second"
+        "--time-scale",
+        type=_positive_float,
+        default=0.6,
+        help="real seconds per simulated second (default 0.6)",
+    )
+    demo.add_argument(
+        "--dialect",
+        choices=DEMO_DIALECTS,
+        default="plus",
+        help="which server the simulator plays: plus (midjourney-proxy-plus, the default), "
+        "oss (novicezk's midjourney-proxy), trueai or newapi (the new-api relay)",
     )
     sub.add_parser(
         "simulator",
@@ -939,6 +975,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     seed = sub.add_parser("seed", help="print a finished task's seed", parents=common)
     seed.add_argument("task_id")
+
+    download = sub.add_parser(
+        "download",
+        help="save a finished task's image (or video) as DIR/<task id>.<ext>",
+        parents=common,
+    )
+    download.add_argument("task_id")
+    download.add_argument("--out", required=True, help="the directory to save into")
+    download.add_argument(
+        "--video", action="store_true", help="save the video (default: a VIDEO task's video)"
+    )
 
     batch = sub.add_parser(
         "batch",
@@ -975,6 +1022,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, _Out], Coroutine[Any, Any, in
     "action": _cmd_action,
     "task": _cmd_task,
     "seed": _cmd_seed,
+    "download": _cmd_download,
     "batch": _cmd_batch,
 }
 

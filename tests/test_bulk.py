@@ -515,3 +515,50 @@ def test_run_bulk_spells_out_every_runner_option() -> None:
         assert ours[name].kind is inspect.Parameter.KEYWORD_ONLY
         assert ours[name].default == parameter.default, name
         assert ours[name].annotation == parameter.annotation, name
+
+
+# -- file names --------------------------------------------------------------------------
+
+
+async def test_files_are_named_by_job_step_and_task(
+    sim: Simulator, mj: mjasync.Client, tmp_path: Path
+) -> None:
+    """``file_stem(task, prefix="<key>-<step>")``; ``job_files`` lists each job's, in order."""
+    jobs = [Job(key="fox", prompt="a fox", actions=("U1", "V2"))]
+    report = await run_bulk(mj, jobs, tmp_path, **FAST)
+    assert report.ok, report.to_dict()
+    with sqlite3.connect(report.journal) as db:
+        ids = dict(db.execute("SELECT step, task_id FROM steps WHERE job_key = 'fox'"))
+    names = [f"fox-{step}-{ids[step]}.png" for step in ("imagine", "U1", "V2")]
+    assert [path.name for path in report.job_files["fox"]] == names
+    assert [path.name for path in report.files] == names
+    assert mjasync.file_stem(ids["U1"], prefix="fox-U1") == f"fox-U1-{ids['U1']}"
+    assert report.to_dict()["job_files"] == {"fox": [str(p) for p in report.job_files["fox"]]}
+
+
+async def test_files_of_a_journal_from_before_the_new_names_are_found(
+    sim: Simulator, mj: mjasync.Client, tmp_path: Path
+) -> None:
+    """mjasync 0.1 saved ``<key>-<step>.png``: a rerun keeps those files, downloads nothing.
+
+    Whether the journal recorded the old path, or the process died between saving the
+    file and recording it.
+    """
+    jobs = [Job(key="fox", prompt="a fox", actions=("U1",))]
+    first = await run_bulk(mj, jobs, tmp_path, **FAST)
+    assert first.ok
+    journal = first.journal
+    with sqlite3.connect(journal) as db:
+        for step, path in list(db.execute("SELECT step, path FROM steps")):
+            old = tmp_path / f"fox-{step}.png"
+            Path(path).rename(old)  # noqa: ASYNC240 - a test set-up
+            recorded = str(old) if step == "imagine" else None  # U1: lost in a crash
+            db.execute("UPDATE steps SET path = ? WHERE step = ?", (recorded, step))
+    sim.reset_counters()
+    again = await run_bulk(mj, jobs, tmp_path, **FAST)
+    assert again.ok, again.to_dict()
+    assert [p.name for p in again.job_files["fox"]] == ["fox-imagine.png", "fox-U1.png"]
+    assert not any(route.startswith("GET /sim/images") for route in sim.requests)
+    assert sim.requests["POST /mj/submit/imagine"] == 0
+    assert sim.requests["POST /mj/submit/action"] == 0
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["fox-U1.png", "fox-imagine.png"]  # noqa: ASYNC240 - a test check

@@ -17,6 +17,7 @@ import anyio.to_thread
 import attrs
 
 from .._client import Client
+from .._download import file_stem
 from .._errors import (
     APIError,
     AuthenticationError,
@@ -67,6 +68,8 @@ _STATUS_RANK: dict[str, int] = {
     TaskStatus.SUBMITTED: 2,
 }
 _LIST_ROUTE_MISSING = frozenset({404, 405, 501})
+# Every suffix `Client.download` may give a file (images, then videos).
+_SAVED_SUFFIXES = (".png", ".jpg", ".webp", ".gif", ".mp4", ".webm", ".mov")
 # Refusals that say "not now": sent again after a pause (see _Flow).
 _NOT_NOW = (QueueFullError, RateLimitError)
 # Answers every other job would get too: the run stops at the first one, and the jobs
@@ -126,6 +129,8 @@ class BulkReport:
         requests_total: the same, summed over every run of the journal.
         files: every downloaded image of the done jobs.
         lines: key -> input line, for the failed and unknown jobs read from a file.
+        job_files: key -> that job's files (imagine first, then its buttons), for the
+            done jobs; file names are ``<key>-<step>-<task id>`` (see `BulkRunner`).
     """
 
     run_id: str
@@ -141,6 +146,7 @@ class BulkReport:
     files: tuple[Path, ...]
     elapsed: float
     lines: Mapping[str, int] = attrs.field(factory=dict)
+    job_files: Mapping[str, tuple[Path, ...]] = attrs.field(factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -164,6 +170,7 @@ class BulkReport:
             "files": [str(path) for path in self.files],
             "elapsed": round(self.elapsed, 3),
             "lines": dict(self.lines),
+            "job_files": {key: [str(p) for p in paths] for key, paths in self.job_files.items()},
         }
 
 
@@ -444,7 +451,8 @@ class BulkRunner:
 
     Args:
         client: an open `Client`.
-        out_dir: where images go, as ``<job key>-imagine.png``, ``<job key>-U1.png``...
+        out_dir: where results go, named ``file_stem(task, prefix="<job key>-<step>")``:
+            ``fox-imagine-1748339029401828.png``, ``fox-U1-1748339041337243.png``...
         journal: the SQLite journal (default ``<out_dir>/mjasync-journal.sqlite3``).
         actions: buttons for jobs that name none (``"U1,U2"``, ``"all"`` or a list).
         concurrency: jobs in flight at once; their tasks on the server are at most
@@ -691,11 +699,13 @@ class BulkRunner:
         failed: dict[str, str] = {}
         unknown: dict[str, str] = {}
         files: list[Path] = []
+        job_files: dict[str, tuple[Path, ...]] = {}
         for job in jobs:
             status, reason, paths = results[job.key]
             if status in {"done", "skipped"}:
                 done.append(job.key)
                 files.extend(paths)
+                job_files[job.key] = tuple(paths)
                 if status == "skipped":
                     skipped.append(job.key)
             elif status == "unknown":
@@ -716,6 +726,7 @@ class BulkRunner:
             files=tuple(files),
             elapsed=time.monotonic() - started,
             lines={job.key: job.line for job in jobs if job.line and job.key in failed | unknown},
+            job_files=job_files,
         )
 
     # -- one job -------------------------------------------------------------------------
@@ -1068,7 +1079,8 @@ class BulkRunner:
         if current.path and await _is_file(current.path):
             return Path(current.path)
         try:
-            path = await self.client.download(task, self.out_dir, filename=f"{job.key}-{step}")
+            name = await self._file_name(job, step, task)
+            path = await self.client.download(task, self.out_dir, filename=name)
         except AuthenticationError:
             raise
         except MJError as error:
@@ -1078,6 +1090,19 @@ class BulkRunner:
         current.path = str(path)
         self._emit("downloaded", job, step, task=task, message=str(path))
         return path
+
+    async def _file_name(self, job: Job, step: str, task: Task) -> str:
+        """``file_stem(task, prefix="<key>-<step>")``: ``fox-U1-1748339029401828``.
+
+        Journals of mjasync 0.1 named files ``<key>-<step>`` and record the path, so a
+        rerun finds them; only a file saved just before a crash, whose path the journal
+        never got, is looked for under that old name, so it is not downloaded again.
+        """
+        legacy = f"{job.key}-{step}"
+        for suffix in _SAVED_SUFFIXES:
+            if await anyio.Path(self.out_dir / f"{legacy}{suffix}").is_file():
+                return legacy
+        return file_stem(task, prefix=legacy)
 
 
 async def run_bulk(
