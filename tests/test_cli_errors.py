@@ -158,6 +158,22 @@ async def test_the_right_style_works_where_the_hint_pointed(
     assert "SUCCESS" in capsys.readouterr().out
 
 
+async def test_a_batch_refused_for_its_key_stops_in_a_few_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The auth hint, then how to go on; no traceback (it was an ExceptionGroup), exit 3."""
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_text("a fox\na wolf\n")
+    async with Simulator(dialect="trueai", time_scale=0.002, api_key=KEY) as sim:
+        argv = ["batch", str(jobs), "--out", str(tmp_path / "out"), "--base-url", sim.base_url]
+        assert await run_cli(*argv, "--api-key", KEY) == EXIT_API
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("mjasync: error: authentication failed: POST ")
+    assert "  try --auth authorization or --auth mj-api-secret (or MJ_AUTH=authorization)" in err
+    assert err[-1].startswith("  the batch stopped; rerun the same command once fixed")
+    assert not any("Traceback" in line for line in err)
+
+
 # -- #9.4 and #9.1: a base URL with no midjourney-proxy ------------------------------------
 
 

@@ -69,7 +69,7 @@ def test_the_demo_offers_every_simulator_dialect() -> None:
 @pytest.mark.parametrize(
     "dialect",
     [
-        "plus",
+        # plus, the default, is test_cli.py's test_demo_runs_end_to_end.
         "trueai",
         "newapi",
         pytest.param(

@@ -449,6 +449,12 @@ class BulkRunner:
     looked up by its ``state`` tag (``GET /mj/task/list``, where the server has it),
     then reported as unknown; *resubmit_unknown* sends it again (which may pay twice).
 
+    An answer every other job would get too stops the run at once: the key refused
+    (`AuthenticationError`), no midjourney-proxy at the base URL (`RouteNotFoundError`),
+    a host that cannot be reached or never answers (`UnreachableError`). The jobs not
+    sent are recorded as never sent, so the same run, once the cause is fixed, sends them
+    normally.
+
     Args:
         client: an open `Client`.
         out_dir: where results go, named ``file_stem(task, prefix="<job key>-<step>")``:
