@@ -594,9 +594,9 @@ class BulkRunner:
     def _silent_host(self, error: BaseException) -> UnreachableError:
         host = host_in(error, host_of(self.client.base_url))
         msg = (
-            f"no answer from {host}: a submit was sent and no answer came in time, and "
-            "nothing else of this run was answered either; the run stopped. That submit "
-            "may have reached the server: its job is unknown until a rerun looks it up"
+            f"no answer from {host}: it takes connections but answered nothing this run, "
+            "and a submit timed out; the run stopped. The submits already sent may have "
+            "reached it: their jobs are unknown, and a rerun looks them up first"
         )
         return UnreachableError(msg, host=host, reason="no answer", maybe_sent=True)
 
