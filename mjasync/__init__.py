@@ -7,8 +7,10 @@ async with mjasync.Client("http://localhost:8080", "key") as mj:
 """
 
 from .__about__ import __version__
+from ._admission import SubmitGate
 from ._chains import gather_chains
 from ._client import AuthStyle, Client, TaskRef
+from ._detect import Dialect, ServerInfo
 from ._download import LocalFileError, MediaKind, file_stem
 from ._errors import (
     APIError,
@@ -68,6 +70,7 @@ __all__ = [
     "ConnectError",
     "DecodeError",
     "Delivery",
+    "Dialect",
     "ImageInput",
     "InvalidRequestError",
     "LocalFileError",
@@ -86,8 +89,10 @@ __all__ = [
     "RetryPolicy",
     "RouteNotFoundError",
     "ServerError",
+    "ServerInfo",
     "StreamResponse",
     "Submission",
+    "SubmitGate",
     "SubmitRejectedError",
     "Task",
     "TaskAction",

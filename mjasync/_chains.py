@@ -94,9 +94,7 @@ async def run_action(
     if timeout is not None and not timeout > 0:
         msg = f"timeout must be > 0 seconds or None, got {timeout!r}"
         raise InvalidRequestError(msg)
-    pressed = (
-        button if isinstance(button, Button) else Button(custom_id=client._custom_id(task, button))
-    )
+    pressed = client._pressable(task, button)
     check_modal_inputs(pressed, prompt, mask)
     # Encode the mask now: a bad mask found after the action was sent would strand a
     # MODAL task on the server.

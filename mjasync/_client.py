@@ -16,8 +16,11 @@ from typing import Any, Literal, Self, TypeVar, cast, overload
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import anyio
+import attrs
 
 from . import __about__, _chains
+from ._admission import SubmitGate
+from ._detect import NOTIFY_SILENCE_TASKS, Evidence, ServerInfo, classify_probe, route_key
 from ._download import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
     MediaKind,
@@ -29,17 +32,23 @@ from ._download import (
 from ._errors import (
     APIError,
     AuthenticationError,
+    ButtonNotFoundError,
     ClientClosedError,
     DecodeError,
+    Delivery,
     InvalidRequestError,
     MJError,
     QueueFullError,
     RateLimitError,
     RouteNotFoundError,
     ServerError,
+    SubmitRejectedError,
+    TaskCancelledError,
+    TaskFailedError,
     TaskNotFoundError,
     TransportError,
     body_preview,
+    delivery_of,
 )
 from ._images import (
     DEFAULT_MAX_IMAGE_BYTES,
@@ -49,7 +58,7 @@ from ._images import (
     is_url,
     to_data_uri,
 )
-from ._models import AccountFilter, Button, Submission, Task
+from ._models import CHANGE_PARENT_ACTIONS, AccountFilter, Button, Submission, Task, TaskStatus
 from ._poll import Poller, PollPolicy, PollStats, ProgressCallback, TaskWatch, await_waiter, outcome
 from ._redact import display_url, redact_error, redact_text, secrets_in_headers
 from ._responses import explain_auth, read_body, submission_or_raise
@@ -79,6 +88,20 @@ _STATE_LIMIT = 255
 _FALLBACK_FETCH_CONCURRENCY = 8
 _ROUTE_MISSING_STATUSES = frozenset({404, 405, 501})
 _MAX_TASK_ID = 128
+_CHANGE_ACTIONS = ("UPSCALE", "VARIATION", "REROLL")
+# Parents /submit/change accepts (novicezk SubmitController.java change()); new-api labels
+# the variations it relayed from PLUS HIGH_/LOW_VARIATION, which upstream are VARIATIONs.
+_CHANGE_PARENTS = CHANGE_PARENT_ACTIONS | {"HIGH_VARIATION", "LOW_VARIATION"}
+# GET on POST-only routes: 405 where the route exists, 404 where it does not; a GET of
+# image-seed with an id no server has answers the proxy's own not-found JSON.
+_PROBES = (
+    "/submit/action",
+    "/submit/change",
+    "/task/list-by-condition",
+    "/task/list-by-ids",
+    "/task/0/cancel",
+    "/task/0/image-seed",
+)
 _LOG_BODY = 400
 _DATA_URI = re.compile(r"^data:([\w.+/-]*);base64,", re.IGNORECASE)
 _T = TypeVar("_T")
@@ -244,6 +267,13 @@ class Client:
         max_image_bytes: the largest image accepted as input.
         max_download_bytes: the largest image `download` accepts (default 50 MB).
         image_seed_timeout: seconds for `image_seed`, which a proxy may hold ~60 s.
+        queue_full_wait: seconds one submit may spend waiting while the server says
+            "not now" (queue full, 429): every submit of this client then pauses, with a
+            backoff that doubles per round of refusals (from ``retry.backoff`` up to
+            ``retry.max_backoff``, jitter, any ``Retry-After`` honoured), and the refused
+            submit is sent again; a refused submit created nothing, so nothing is paid
+            twice. When the time is up, the `QueueFullError` or `RateLimitError` is
+            raised; 0 raises the first refusal at once. See `submit_gate`.
     """
 
     def __init__(
@@ -266,6 +296,7 @@ class Client:
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         image_seed_timeout: float = 65.0,
         max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
+        queue_full_wait: float = 120.0,
     ) -> None:
         base = base_url if base_url is not None else os.environ.get("MJ_BASE_URL")
         if not base:
@@ -295,6 +326,10 @@ class Client:
             msg = f"max_download_bytes must be > 0, got {max_download_bytes!r}"
             raise InvalidRequestError(msg)
         self._max_download_bytes = max_download_bytes
+        if not queue_full_wait >= 0:
+            msg = f"queue_full_wait must be >= 0 seconds, got {queue_full_wait!r}"
+            raise InvalidRequestError(msg)
+        self._queue_full_wait = float(queue_full_wait)
         self._headers = self._build_headers(key, headers)
         self._auth_sent = _auth_sent(self._headers)
         # Everything a server might echo back that must never reach a message or log.
@@ -314,6 +349,10 @@ class Client:
             session=session, timeout=timeout, pool_timeout=pool_timeout
         )
         self._rng = random.Random()
+        self._gate = SubmitGate(base=self.retry.backoff, cap=self.retry.max_backoff, rng=self._rng)
+        self._server = Evidence()
+        self._probed = False
+        self._notify_warned = False
         self._closed = False
         self._list_route: str | None = "/task/list-by-condition"
         self._requests_sent = 0
@@ -364,6 +403,21 @@ class Client:
         """True once `aclose` ran."""
         return self._closed
 
+    @property
+    def submit_gate(self) -> SubmitGate:
+        """The pause all submits of this client honour after queue-full or 429 answers.
+
+        Code that sends submits with its own retry loop (with ``queue_full_wait=0``)
+        shares it: ``await gate.wait()`` before each try, ``gate.push_back(retry_after)``
+        after a refusal, ``gate.ok()`` after an accepted submit.
+        """
+        return self._gate
+
+    @property
+    def queue_full_wait(self) -> float:
+        """Seconds one submit may wait through queue-full and 429 answers (see `Client`)."""
+        return self._queue_full_wait
+
     def __repr__(self) -> str:
         mode = f", mode={self._mode!r}" if self._mode else ""
         return f"Client(base_url={self._base_url!r}, auth={self._auth!r}{mode})"
@@ -384,15 +438,33 @@ class Client:
         self._close_callbacks.append(callback)
 
     async def aclose(self) -> None:
-        """Stop the poller, end every waiter with `ClientClosedError`, close the session."""
+        """Stop the poller, end every waiter with `ClientClosedError`, close the session.
+
+        Every step runs even when the task closing the client is being cancelled (Ctrl-C,
+        a web app shutting down mid-request): the session and its connections are always
+        released, and the cancellation is raised again afterwards.
+        """
         if self._closed:
             return
         self._closed = True
+        steps = [*reversed(self._close_callbacks), self._transport.aclose]
+        self._close_callbacks.clear()
+        cancelled: BaseException | None = None
+        failure: Exception | None = None
         with anyio.CancelScope(shield=True):
-            for callback in reversed(self._close_callbacks):
-                await callback()
-            self._close_callbacks.clear()
-            await self._transport.aclose()
+            for step in steps:
+                try:
+                    await step()
+                except anyio.get_cancelled_exc_class() as exc:
+                    # A native task.cancel() gets through anyio's shield; the next step
+                    # (the session) must still run, or aiohttp warns of an unclosed session.
+                    cancelled = cancelled or exc
+                except Exception as exc:
+                    failure = failure or exc
+        if cancelled is not None:
+            raise cancelled
+        if failure is not None:
+            raise failure
 
     # -- sending ---------------------------------------------------------------------
 
@@ -412,22 +484,29 @@ class Client:
         json: object = None,
         kind: RequestKind = RequestKind.QUERY,
         timeout: float | None = None,
+        gated: bool = False,
+        record: bool = True,
     ) -> _T:
         """Send with retries; *parse* runs inside the loop so a refusal in the body retries too.
 
         Every failure leaves here with the key redacted from whatever the server echoed,
         and an `AuthenticationError` says how the key was sent and what else to try.
+        A *gated* request (a submit) waits on the `submit_gate` and is resent through
+        queue-full and 429 answers for up to ``queue_full_wait`` seconds.
         """
         if self._closed:
             msg = "this Client is closed"
             raise ClientClosedError(msg)
         request = Request(method, self._url(path), self._headers, json, timeout)
         where = self._where(method, path)
+        # Inside SubmitGate.bypass the caller paces itself: no waiting, no resending.
+        bypassed = gated and self._gate.bypassed
+        gated = gated and not bypassed
         debug = logger.isEnabledFor(logging.DEBUG)
         if debug:
             logger.debug("%s: sending%s", where, self._logged_body(json))
 
-        async def attempt() -> _T:
+        async def attempt() -> _T | _NotNow:
             self._requests_sent += 1
             started = time.perf_counter()
             try:
@@ -455,12 +534,82 @@ class Client:
             except AuthenticationError as error:
                 explain_auth(error, where=where, auth_style=self._auth_sent)
                 raise
+            except (QueueFullError, RateLimitError) as error:
+                if gated or bypassed:
+                    # A value, not an exception: with_retries must not spend its quick
+                    # retries on it; the admission loop below waits instead.
+                    return _NotNow(error)
+                raise
 
+        started = anyio.current_time()
         try:
-            return await with_retries(self.retry, kind, self._rng, attempt, what=where)
+            while True:
+                if gated and self._queue_full_wait > 0:
+                    left = self._queue_full_wait - (anyio.current_time() - started)
+                    await self._gate.wait(limit=left)
+                result = await with_retries(self.retry, kind, self._rng, attempt, what=where)
+                if not isinstance(result, _NotNow):
+                    if gated or bypassed:
+                        self._gate.ok()
+                    if record:
+                        self._server_answered(path, None)
+                    return result
+                if bypassed:
+                    # Raised at once, but the client's other submits still pause.
+                    error = result.error
+                    self._gate.push_back(
+                        error.retry_after if isinstance(error, RateLimitError) else None
+                    )
+                    raise error
+                self._admit_again(result.error, started, where)
         except MJError as error:
             redact_error(error, self._secrets)
+            if record:
+                self._server_answered(path, error)
             raise
+
+    def _admit_again(
+        self, error: QueueFullError | RateLimitError, started: float, where: str
+    ) -> None:
+        """After a "not now": pause every submit, or raise *error* when the wait is used up."""
+        spent = anyio.current_time() - started
+        left = self._queue_full_wait - spent
+        retry_after = error.retry_after if isinstance(error, RateLimitError) else None
+        if left <= 0 or (
+            retry_after is not None and retry_after > min(left, self.retry.max_retry_after)
+        ):
+            if self._queue_full_wait > 0:
+                error.add_note(
+                    f'mjasync: the server said "not now" for {spent:.1f}s '
+                    f"(queue_full_wait={self._queue_full_wait:g}); nothing was created, "
+                    "so this submit can be sent again later"
+                )
+            raise error
+        pause = self._gate.push_back(retry_after)
+        logger.info(
+            "%s: %s; pausing this client's submits %.2fs (%.0fs of %gs waited)",
+            where,
+            type(error).__name__,
+            pause,
+            spent,
+            self._queue_full_wait,
+        )
+
+    def _server_answered(self, path: str, error: MJError | None) -> None:
+        """Note what an answer (or the lack of a route) says about the server."""
+        if error is None:
+            self._server.route(path, True)
+            return
+        if isinstance(error, RouteNotFoundError):
+            self._server.route(path, False)
+            if error.status is not None and 200 <= error.status < 300:
+                self._server.claim(
+                    "newapi", "answered a web page with HTTP 200 for a route it lacks (new-api)"
+                )
+        elif isinstance(error, SubmitRejectedError | TaskNotFoundError):
+            self._server.route(path, True)
+        if isinstance(error, APIError) and _says_newapi(error):
+            self._server.claim("newapi", "answered with new-api's own error shape or wording")
 
     def _logged_body(self, body: object) -> str:
         if body is None:
@@ -493,7 +642,7 @@ class Client:
             )
 
         return await self._request(
-            "POST", path, parse, json=_compact(body), kind=RequestKind.SUBMIT
+            "POST", path, parse, json=_compact(body), kind=RequestKind.SUBMIT, gated=True
         )
 
     def _common(
@@ -517,6 +666,14 @@ class Client:
             if bot_type not in _BOT_TYPES.values():
                 msg = f'bot_type must be "MID_JOURNEY" or "NIJI_JOURNEY", got {bot_type!r}'
                 raise InvalidRequestError(msg)
+        if (
+            account_filter is not None
+            and account_filter.channel_id is not None
+            and self._server.dialect == "trueai"
+        ):
+            # trueai's AccountFilter (Dto/BaseSubmitDTO.cs) has no channel id: only
+            # instanceId picks an account there.
+            account_filter = attrs.evolve(account_filter, channel_id=None)
         return {
             "botType": bot_type,
             "accountFilter": (
@@ -745,46 +902,140 @@ class Client:
         state: str | None = None,
         notify_hook: str | None = None,
     ) -> Submission:
-        """Press a button of a finished task (``/submit/action``).
+        """Press a button of a finished task (``/submit/action``, or ``/submit/change``).
 
         *button* is a `Button`, a customId, or, when *task* is a `Task`, any key
         `Task.button` accepts (``"U1"``, ``"vary_region"``, a label or an emoji).
         A button that opens a modal answers code 21: the `Submission` names the MODAL
         task; finish it with `modal` (or use `run_action` with ``prompt=``).
 
+        On novicezk's open-source proxy, which has no ``/submit/action`` and sends no
+        buttons, the buttons a finished grid implies (`Button.implied`: U1-U4, V1-V4,
+        reroll) are pressed through ``/submit/change``. A U, V or reroll button is also
+        pressed there when the server answers that it has no ``/submit/action`` (that
+        answer proves nothing was created, so the press is still sent only once); the
+        client then remembers it and goes to ``/submit/change`` directly.
+
         Raises:
-            mjasync.ButtonNotFoundError: the task has no such button.
+            mjasync.ButtonNotFoundError: the task has no such button, or it ended in
+                FAILURE or CANCEL (nothing is sent).
             mjasync.TaskNotFoundError: the server does not know the parent task
                 (``.task_id`` is its id; ``.code`` as sent: 3, or new-api's 4).
+            mjasync.RouteNotFoundError: the server has no ``/submit/action`` and the
+                button is not one ``/submit/change`` can press.
         """
         task_id = task_id_of(task)
-        custom_id = self._custom_id(task, button)
+        pressed = self._pressable(task, button)
         common = self._common(state=state, notify_hook=notify_hook, account_filter=account_filter)
+        change = _change_of(pressed)
+        if change is not None and (
+            pressed.implied or self._server.routes.get("action_route") is False
+        ):
+            return await self._send_change(task_id, *change, common)
         body = {
             "taskId": task_id,
-            "customId": custom_id,
+            "customId": pressed.custom_id,
             "chooseSameChannel": choose_same_channel,
             "enableRemix": enable_remix,
             **common,
         }
-        return await self._submit("/submit/action", body, task_id=task_id)
+        try:
+            return await self._submit("/submit/action", body, task_id=task_id)
+        except APIError as error:
+            # Only a missing route may fall back: it proves nothing was created. Any
+            # other failure may hide a started job, and a second route would pay twice.
+            if (
+                change is None
+                or not _route_missing(error)
+                or delivery_of(error) is not Delivery.REJECTED
+            ):
+                raise
+            self._server.route("/submit/action", False)
+            logger.info(
+                "%s has no /submit/action; pressing %s through /submit/change",
+                self._base_url,
+                pressed.name,
+            )
+        return await self._send_change(task_id, *change, common)
 
-    @staticmethod
-    def _custom_id(task: Task | str, button: Button | str) -> str:
+    def _pressable(self, task: Task | str, button: Button | str) -> Button:
+        """The `Button` *button* names on *task*, checked before anything is sent."""
+        if isinstance(task, Task) and task.status in {TaskStatus.FAILURE, TaskStatus.CANCEL}:
+            key = button.describe() if isinstance(button, Button) else str(button)
+            msg = f"task {task.id} ended in {task.status}: it has no buttons to press"
+            raise ButtonNotFoundError(msg, key=key)
         if isinstance(button, Button):
-            return button.custom_id
+            if not button.custom_id and not button.implied:
+                msg = "this Button has no customId to press"
+                raise InvalidRequestError(msg)
+            return button
         key = _require_text(button, "button")
         if key.startswith("MJ::"):
             # An explicit customId is sent as given, even when the snapshot lacks it
             # (relays may strip buttons); the server has the final word.
-            return key
+            return Button(custom_id=key)
         if isinstance(task, Task):
-            return task.button(key).custom_id
+            return task.button(key)
         msg = (
             f"button {key!r} is not a customId; pass the Task (not its id) to press "
             "a button by name, label or emoji"
         )
         raise InvalidRequestError(msg)
+
+    async def change(
+        self,
+        task: Task | str,
+        action: str,
+        index: int | None = None,
+        *,
+        account_filter: AccountFilter | None = None,
+        state: str | None = None,
+        notify_hook: str | None = None,
+    ) -> Submission:
+        """Upscale, vary or reroll a grid through novicezk's ``/submit/change``.
+
+        The legacy route of novicezk's open-source proxy (and of PLUS, and of the new-api
+        relay; trueai removed it in v10): ``action`` is ``"UPSCALE"``, ``"VARIATION"`` or
+        ``"REROLL"`` (any case) and ``index`` picks the image, 1 to 4, required for
+        UPSCALE and VARIATION. REROLL needs none; 1 is sent, because new-api refuses an
+        index of 0 ("index_is_required") and the other servers ignore it. `action` and
+        `run_action` use this route by themselves where ``/submit/action`` is missing.
+
+        Args:
+            task: a finished IMAGINE, VARIATION, REROLL or BLEND task, or its id.
+            action: ``"UPSCALE"``, ``"VARIATION"`` or ``"REROLL"``.
+            index: 1..4 (the image in the grid, left to right, top to bottom).
+
+        Raises:
+            mjasync.InvalidRequestError: a bad action or index, or a `Task` that is not
+                a finished grid; nothing is sent.
+            mjasync.TaskNotFoundError: the server does not know the task.
+            mjasync.SubmitRejectedError: refused (code 4 "关联任务状态错误" …).
+        """
+        task_id = task_id_of(task)
+        name = action.strip().upper() if isinstance(cast(object, action), str) else action
+        if name not in _CHANGE_ACTIONS:
+            msg = f'action must be "UPSCALE", "VARIATION" or "REROLL", got {action!r}'
+            raise InvalidRequestError(msg)
+        if index is None and name != "REROLL":
+            msg = f"{name} needs index= 1 to 4 (the image in the grid)"
+            raise InvalidRequestError(msg)
+        given: object = index
+        if given is not None and (
+            isinstance(given, bool) or not isinstance(given, int) or not 1 <= given <= 4
+        ):
+            msg = f"index must be 1, 2, 3 or 4, got {index!r}"
+            raise InvalidRequestError(msg)
+        if isinstance(task, Task):
+            _check_change_parent(task)
+        common = self._common(state=state, notify_hook=notify_hook, account_filter=account_filter)
+        return await self._send_change(task_id, name, index or 1, common)
+
+    async def _send_change(
+        self, task_id: str, action: str, index: int, common: Mapping[str, Any]
+    ) -> Submission:
+        body = {"taskId": task_id, "action": action, "index": index, **common}
+        return await self._submit("/submit/change", body, task_id=task_id)
 
     async def modal(
         self,
@@ -1020,7 +1271,31 @@ class Client:
         waiter = self._get_poller().register(
             task_id, keep_all=on_progress is not None, timeout=timeout
         )
-        return await await_waiter(waiter, on_progress)
+        try:
+            task = await await_waiter(waiter, on_progress)
+        except (TaskFailedError, TaskCancelledError):
+            self._task_finished()
+            raise
+        self._task_finished()
+        return task
+
+    def _task_finished(self) -> None:
+        """Count a task waited on to its end; warn once if its notifyHook never came."""
+        server = self._server
+        server.finished_tasks += 1
+        if (
+            self._notify_hook is not None
+            and not self._notify_warned
+            and server.notifications == 0
+            and server.finished_tasks >= NOTIFY_SILENCE_TASKS
+        ):
+            self._notify_warned = True
+            logger.warning(
+                "notify_hook is set, but no notification has arrived after %d finished "
+                "tasks: the server or a relay may drop notifyHook (new-api strips it unless "
+                "its operator enables it); waits fall back to polling",
+                server.finished_tasks,
+            )
 
     def watch(self, target: TaskRef, *, timeout: float | None = 600.0) -> TaskWatch:
         """Iterate over a task's changed snapshots, ending with the final one.
@@ -1074,6 +1349,10 @@ class Client:
     def _accept_notification(self, body: NotificationBody, max_bytes: int) -> NotificationResult:
         """`handle_notification` once the token matched (the aiohttp handler checked it)."""
         result = parse_notification(body, max_bytes=max_bytes)
+        if result.task is not None:
+            self._server.notifications += 1
+            if self._server.watching:
+                self._server.observe_task(result.task.raw)
         if result.task is not None and not self._closed:
             # Through _get_poller: a hook may beat the first await_task, and the
             # poller keeps it for that waiter.
@@ -1112,6 +1391,8 @@ class Client:
             if body is None or body == {}:
                 msg = f"{where}: task {target} not found (empty answer, HTTP {response.status})"
                 raise TaskNotFoundError(msg, task_id=target, status=response.status)
+            if self._server.watching:
+                self._server.observe_task(body)
             return decode_task(body)
 
         return await self._request("GET", path, parse)
@@ -1154,6 +1435,8 @@ class Client:
                 if not isinstance(body, list):
                     msg = f"{where}: expected a JSON array of tasks, got {body_preview(body)}"
                     raise DecodeError(msg, status=response.status, body=body)
+                if body and self._server.watching:
+                    self._server.observe_task(body[-1])
                 return body
 
             try:
@@ -1227,6 +1510,55 @@ class Client:
         if await self._request("POST", path, parse):
             # trueai TaskController.cs Cancel: `return Ok()` for known and unknown ids alike.
             await self.fetch(target)
+
+    async def server_info(self, *, probe: bool = True) -> ServerInfo:
+        """What this server was detected to be, and which routes and features it honours.
+
+        The verdict (``dialect``: ``"oss"``, ``"plus"``, ``"trueai"``, ``"newapi"`` or
+        ``"unknown"``) and each feature rest on evidence the client gathers as it works:
+        the fields of task JSON (trueai's ``isCompleted``, new-api's ``maskBase64``,
+        novicezk's missing ``buttons``, PLUS's ``finalZhPrompt``), routes that answered
+        or were missing, new-api's web page for unknown routes, notifications received.
+        ``ServerInfo.evidence`` says which. With *probe* (the default), the first call
+        also sends a few free GETs, never a submit: a GET on a POST-only route answers
+        405 where the route exists and 404 where it does not (new-api answers its web
+        page); ``GET /task/0/image-seed`` answers the proxy's own not-found JSON.
+
+        What the client does with it: on trueai, which has no channel id, an
+        `AccountFilter`'s ``channel_id`` is not sent; without ``/submit/action``, U/V
+        and reroll go through ``/submit/change`` (see `action`).
+
+        Raises:
+            mjasync.TransportError: every probe failed to reach the server.
+        """
+        if probe and not self._probed and not self._closed:
+            await self._probe()
+        return self._server.snapshot(notify_hook=self._notify_hook is not None)
+
+    async def _probe(self) -> None:
+        failures: list[MJError] = []
+
+        async def one(path: str) -> None:
+            try:
+                present, hint, seen = await self._request("GET", path, classify_probe, record=False)
+            except MJError as error:
+                failures.append(error)
+                return
+            key = route_key(path)
+            where = f"GET /mj{path}: {seen}"
+            if present is not None and key is not None and key not in self._server.routes:
+                self._server.route(path, present)
+            if hint is not None:
+                self._server.claim(hint, where)
+            elif path == "/submit/action" and present and seen.startswith("Spring"):
+                self._server.claim("plus", f"{where}: a Spring server with /submit/action")
+
+        async with anyio.create_task_group() as group:
+            for path in _PROBES:
+                group.start_soon(one, path)
+        if len(failures) == len(_PROBES):
+            raise failures[0]
+        self._probed = True
 
     # -- chains and downloads --------------------------------------------------------
 
@@ -1416,6 +1748,56 @@ class Client:
             filename=filename,
             max_bytes=self._max_download_bytes if max_bytes is None else max_bytes,
         )
+
+
+class _NotNow:
+    """A queue-full or 429 answer to a gated submit, carried out of `with_retries`."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: QueueFullError | RateLimitError) -> None:
+        self.error = error
+
+
+def _says_newapi(error: APIError) -> bool:
+    """new-api's own refusals: ``{"error": {..., "type": "new_api_error"}}``, task_no_found."""
+    body = error.body
+    if isinstance(body, Mapping):
+        inner = body.get("error")
+        if isinstance(inner, Mapping) and inner.get("type") == "new_api_error":
+            return True
+    description = error.description or ""
+    return "task_no_found" in description or "task_not_found" in description
+
+
+def _change_of(button: Button) -> tuple[str, int] | None:
+    """What ``/submit/change`` sends for *button*, or None when it cannot press it."""
+    if button.implied and button.change_action is not None:
+        return button.change_action, button.change_index or 1
+    name = button.name
+    if name is None:
+        return None
+    if name == "reroll":
+        return "REROLL", 1
+    if len(name) == 2 and name[0] in "UV" and name[1] in "1234":
+        return ("UPSCALE" if name[0] == "U" else "VARIATION"), int(name[1])
+    return None
+
+
+def _check_change_parent(task: Task) -> None:
+    """Refuse a parent ``/submit/change`` certainly refuses (novicezk SubmitController.java)."""
+    if task.status != TaskStatus.SUCCESS:
+        msg = (
+            f"task {task.id} is {task.status or 'of unknown status'}: /submit/change needs a "
+            "finished (SUCCESS) grid; wait for it with await_task first"
+        )
+        raise InvalidRequestError(msg)
+    if task.action is not None and task.action not in _CHANGE_PARENTS:
+        msg = (
+            f"task {task.id} is an {task.action} task: /submit/change acts only on "
+            "IMAGINE, VARIATION, REROLL and BLEND grids"
+        )
+        raise InvalidRequestError(msg)
 
 
 def _check_timeout(timeout: float | None) -> None:

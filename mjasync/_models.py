@@ -16,6 +16,7 @@ import attrs
 from ._errors import ButtonNotFoundError
 
 __all__ = [
+    "CHANGE_PARENT_ACTIONS",
     "TERMINAL_STATUSES",
     "AccountFilter",
     "Button",
@@ -24,6 +25,7 @@ __all__ = [
     "TaskAction",
     "TaskStatus",
     "button_name",
+    "implied_buttons",
 ]
 
 
@@ -143,18 +145,35 @@ def button_name(custom_id: str) -> str | None:
 
 @attrs.frozen(slots=True)
 class Button:
-    """One button on a finished task; pass it (or its name) to `Client.action()`."""
+    """One button on a finished task; pass it (or its name) to `Client.action()`.
+
+    A button the server sent carries its ``custom_id``. novicezk's open-source proxy sends
+    no buttons at all; for its finished IMAGINE, VARIATION, REROLL and BLEND tasks mjasync
+    offers the nine buttons that route implies (`implied`): ``custom_id`` is empty (no
+    customId is ever made up), and ``change_action``/``change_index`` say what
+    ``/submit/change`` sends when it is pressed (``UPSCALE`` 1-4, ``VARIATION`` 1-4,
+    ``REROLL``).
+    """
 
     custom_id: str
     emoji: str = ""
     label: str = ""
     type: int = 2
     style: int = 2
+    change_action: str | None = None
+    change_index: int | None = None
 
     @property
     def name(self) -> str | None:
         """Stable semantic name (``U1``, ``vary_region``, ``pan_left``…) or None if unknown."""
+        if not self.custom_id and self.change_action is not None:
+            return _change_name(self.change_action, self.change_index)
         return button_name(self.custom_id)
+
+    @property
+    def implied(self) -> bool:
+        """True for a button the server did not send (pressed through ``/submit/change``)."""
+        return not self.custom_id and self.change_action is not None
 
     def describe(self) -> str:
         """A short human form: the name, else the label, else the emoji, else the customId."""
@@ -296,8 +315,18 @@ class Submission:
 
     @property
     def needs_modal(self) -> bool:
-        """Code 21: the new task waits in MODAL for `Client.modal()`."""
-        return self.code == 21
+        """Code 21: the new task waits in MODAL for `Client.modal()` (unless `existing`)."""
+        return self.code == 21 and not self.existing
+
+    @property
+    def existing(self) -> bool:
+        """Old novicezk's code 21 "任务已存在": ``task_id`` is a task that already exists.
+
+        Before commit b146e94 (March 2024) novicezk's ``/submit/change`` answered a repeated
+        upscale with the earlier task: code 21, ``properties.status`` and
+        ``properties.imageUrl``. That is a finished (or running) task, not a modal.
+        """
+        return self.code == 21 and _is_existing_task(self.description, self.properties)
 
 
 @attrs.frozen(kw_only=True)
@@ -314,3 +343,49 @@ class AccountFilter:
     remix: bool | None = None
     niji_remix: bool | None = None
     remix_auto_considered: bool | None = None
+
+
+# -- novicezk's legacy /submit/change: the buttons its tasks imply --------------------------
+
+# novicezk SubmitController.java change(): the parent must be SUCCESS and one of these.
+CHANGE_PARENT_ACTIONS = frozenset({"IMAGINE", "VARIATION", "REROLL", "BLEND"})
+"""Actions of the tasks novicezk's ``/submit/change`` accepts as a parent."""
+
+_IMPLIED_BUTTONS: tuple[Button, ...] = (
+    *(Button("", label=f"U{i}", change_action="UPSCALE", change_index=i) for i in range(1, 5)),
+    *(Button("", label=f"V{i}", change_action="VARIATION", change_index=i) for i in range(1, 5)),
+    Button(
+        "",
+        emoji="\N{ANTICLOCKWISE DOWNWARDS AND UPWARDS OPEN CIRCLE ARROWS}",
+        change_action="REROLL",
+    ),
+)
+
+
+def _change_name(action: str, index: int | None) -> str | None:
+    if action == "REROLL":
+        return "reroll"
+    if index is not None and 1 <= index <= 4:
+        if action == "UPSCALE":
+            return f"U{index}"
+        if action == "VARIATION":
+            return f"V{index}"
+    return None
+
+
+def implied_buttons(status: object, action: object) -> tuple[Button, ...]:
+    """The buttons a task without a ``buttons`` field implies (novicezk's open-source proxy).
+
+    A finished IMAGINE, VARIATION, REROLL or BLEND task offers ``U1``…``U4``, ``V1``…``V4``
+    and ``reroll`` through ``/submit/change``; any other task offers none.
+    """
+    if status != "SUCCESS" or action not in CHANGE_PARENT_ACTIONS:
+        return ()
+    return _IMPLIED_BUTTONS
+
+
+def _is_existing_task(description: str, properties: dict[str, Any]) -> bool:
+    # novicezk before b146e94, SubmitController.java change(): SubmitResultVO.of(EXISTED,
+    # "任务已存在", id).setProperty("status", ...).setProperty("imageUrl", ...). A modal's 21
+    # (PLUS, trueai) carries finalPrompt/remix instead, and its own description.
+    return "status" in properties or "imageUrl" in properties or "任务已存在" in description

@@ -824,12 +824,13 @@ class Poller:
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+            # asyncio.wait, not ``await task``: the poller's own CancelledError must not be
+            # mistaken for the caller's (whose task may be cancelling already, e.g. when the
+            # owner of the client was cancelled). Only a cancellation of the caller during
+            # the wait raises here, and the caller's aclose goes on closing regardless.
+            await asyncio.wait({task})
+        if task is not None and task.done() and not task.cancelled():
+            task.exception()  # retrieved: a crashed poller was already logged by _run
 
 
 ProgressCallback = Callable[[Task], object]

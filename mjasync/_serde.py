@@ -22,7 +22,15 @@ import cattrs
 from cattrs.gen import make_dict_unstructure_fn, override
 
 from ._errors import DecodeError, body_preview
-from ._models import AccountFilter, Button, Submission, Task, TaskAction, TaskStatus
+from ._models import (
+    AccountFilter,
+    Button,
+    Submission,
+    Task,
+    TaskAction,
+    TaskStatus,
+    implied_buttons,
+)
 
 __all__ = [
     "clear_caches",
@@ -225,6 +233,13 @@ def _structure_buttons(value: object) -> tuple[Button, ...]:
     return tuple(buttons)
 
 
+def _no_buttons(buttons: object, status: str, action: str | None) -> tuple[Button, ...]:
+    # No "buttons" key (novicezk's Task.java has none) or null (new-api's copy of a task
+    # its upstream sent no buttons for): the buttons /submit/change implies. An empty
+    # list is a server saying "no buttons".
+    return implied_buttons(status, action) if buttons is None else ()
+
+
 def _text(value: object) -> str | None:
     return value if value is None or type(value) is str else _as_text(value)
 
@@ -337,7 +352,7 @@ def _structure_task(data: object, _: type[Task] = Task) -> Task:
         parse_time(get("finishTime")),
         image_url or None,
         fail_reason or None,
-        _structure_buttons(buttons) if buttons else (),
+        _structure_buttons(buttons) if buttons else _no_buttons(buttons, status_text, action_text),
         dict(properties) if type(properties) is dict or isinstance(properties, Mapping) else {},
         raw,
         videos,

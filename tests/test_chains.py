@@ -383,3 +383,125 @@ def test_check_modal_inputs_zoom(prompt: str, ok: bool) -> None:
     else:
         with pytest.raises(mjasync.InvalidRequestError):
             check_modal_inputs(button, prompt, None)
+
+
+# -- every chain on every server (#7) ---------------------------------------------------------
+
+CHANGE = "POST /mj/submit/change"
+DIALECTS = ["oss", "plus", "trueai", "newapi"]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_imagine_upscales_varies_and_rerolls_on_every_dialect(dialect: str) -> None:
+    """imagine -> U1..U4 -> V1 -> reroll, each press sent once, on all four servers.
+
+    novicezk has no /submit/action and no buttons: its grid offers the buttons
+    /submit/change implies, and every press goes there; the others press customIds.
+    """
+    async with simulated(dialect) as (sim, mj):
+        grid = await grid_of(mj)
+        ups = await mj.upscale_all(grid, timeout=30)
+        varied = await mj.run_action(grid, "V1", timeout=30)
+        rerolled = await mj.run_action(grid, "reroll", timeout=30)
+
+    assert [sim.tasks[up.id].index for up in ups] == [1, 2, 3, 4]
+    assert all(up.status == mjasync.TaskStatus.SUCCESS for up in ups)
+    assert {up.action for up in ups} == {"UPSCALE"}
+    assert varied.status == rerolled.status == mjasync.TaskStatus.SUCCESS
+    assert varied.action == "VARIATION"
+    assert sim.tasks[varied.id].index == 1
+    assert len({grid.id, varied.id, rerolled.id, *(up.id for up in ups)}) == 7
+    for task in (*ups, varied, rerolled):
+        assert sim.tasks[task.id].parent_id == grid.id
+    presses = (sim.requests[CHANGE], sim.requests[ACTION])
+    assert presses == ((6, 0) if dialect == "oss" else (0, 6))
+    assert sim.requests[MODAL] == 0
+
+
+@pytest.mark.parametrize("dialect", ["oss", "newapi"])
+async def test_gather_chains_of_whole_chains(dialect: str) -> None:
+    """imagine -> U2 chains through gather_chains finish on novicezk and through new-api.
+
+    (upscale_all runs its four presses through gather_chains on all four servers above.)
+    """
+
+    async def chain(prompt: str) -> mjasync.Task:
+        return await mj.run_action(await grid_of(mj, prompt), "U2", timeout=30)
+
+    async with simulated(dialect) as (sim, mj):
+        outcomes = await mjasync.gather_chains([chain(f"a fox {i}") for i in range(4)], limit=2)
+
+    assert all(isinstance(outcome, mjasync.Task) for outcome in outcomes)
+    assert [sim.tasks[t.id].index for t in outcomes if isinstance(t, mjasync.Task)] == [2] * 4
+    assert sim.requests[CHANGE] + sim.requests[ACTION] == 4
+
+
+async def test_oss_buttons_that_cannot_exist_are_refused_before_sending() -> None:
+    """On novicezk an upscale has no V1, a grid no zoom: ButtonNotFoundError, nothing sent."""
+    async with simulated("oss") as (sim, mj):
+        grid = await grid_of(mj)
+        up = await mj.run_action(grid, "U1", timeout=30)
+        sim.reset_counters()
+        with pytest.raises(mjasync.ButtonNotFoundError, match="none"):
+            await mj.run_action(up, "V1", timeout=30)
+        with pytest.raises(mjasync.ButtonNotFoundError, match="U1, U2"):
+            await mj.run_action(grid, "zoom_out_2x", timeout=30)
+        with pytest.raises(mjasync.ButtonNotFoundError):
+            await mj.upscale_all(up, timeout=30)
+
+    assert sim.requests[CHANGE] == sim.requests[ACTION] == 0
+
+
+async def test_oss_grid_buttons_are_implied_without_custom_ids() -> None:
+    """novicezk's grid JSON has no buttons; the nine implied ones carry no customId."""
+    async with simulated("oss") as (_, mj):
+        grid = await grid_of(mj)
+
+    assert "buttons" not in grid.raw
+    assert [b.name for b in grid.buttons] == [
+        "U1", "U2", "U3", "U4", "V1", "V2", "V3", "V4", "reroll",
+    ]  # fmt: skip
+    assert all(b.implied and b.custom_id == "" for b in grid.buttons)
+    assert grid.button("u3").change_index == 3
+    assert grid.button("V2").change_action == "VARIATION"
+    assert grid.button("reroll").change_action == "REROLL"
+
+
+async def test_old_oss_code_21_returns_the_existing_upscale() -> None:
+    """Old novicezk answers a repeated U1 with code 21 and the earlier task: no modal."""
+    async with simulated("oss", oss_task_exists=True) as (sim, mj):
+        grid = await grid_of(mj)
+        first = await mj.run_action(grid, "U1", timeout=30)
+        submission = await mj.action(grid, "U1")
+        again = await mj.run_action(grid, "U1", prompt="ignored without a modal", timeout=30)
+
+    assert submission.code == 21
+    assert submission.existing
+    assert not submission.needs_modal
+    assert submission.task_id == first.id
+    assert again.id == first.id
+    assert again.status == mjasync.TaskStatus.SUCCESS
+    assert sim.requests[CHANGE] == 3
+    assert sim.requests[MODAL] == 0
+    assert [t.kind for t in sim.tasks.values()].count("upsample") == 1
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+async def test_change_where_the_server_has_it(dialect: str) -> None:
+    """change() upscales and rerolls on novicezk, PLUS and new-api; trueai lacks the route.
+
+    REROLL without an index sends 1: new-api refuses 0 ("index_is_required").
+    """
+    async with simulated(dialect) as (sim, mj):
+        grid = await grid_of(mj)
+        if dialect == "trueai":
+            with pytest.raises(mjasync.RouteNotFoundError):
+                await mj.change(grid, "UPSCALE", 2)
+            return
+        up = await mj.await_task(await mj.change(grid, "upscale", 2), timeout=30)
+        again = await mj.await_task(await mj.change(grid.id, "REROLL"), timeout=30)
+
+    assert sim.tasks[up.id].index == 2
+    assert up.action == "UPSCALE"
+    assert again.status == mjasync.TaskStatus.SUCCESS
+    assert sim.requests[CHANGE] == 2

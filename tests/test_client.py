@@ -831,14 +831,32 @@ async def test_attempts_one_disables_retries() -> None:
     assert len(transport.requests) == 1
 
 
-async def test_queue_full_through_every_retry_raises_queue_full() -> None:
-    """A queue that stays full raises QueueFullError after attempts tries."""
-    mj, transport = client(lambda r: json_response({"code": 23, "description": "full"}))
+async def test_queue_full_until_queue_full_wait_raises_queue_full() -> None:
+    """A queue that stays full raises QueueFullError once queue_full_wait is used up."""
+    mj, transport = client(
+        lambda r: json_response({"code": 23, "description": "full"}), queue_full_wait=0.05
+    )
+    async with mj:
+        start = anyio.current_time()
+        with pytest.raises(QueueFullError) as info:
+            await mj.imagine("a cat")
+        elapsed = anyio.current_time() - start
+
+    assert 0.05 <= elapsed < 0.4
+    assert len(transport.requests) >= 2
+    assert "queue_full_wait=0.05" in "".join(info.value.__notes__)
+
+
+async def test_queue_full_wait_zero_raises_the_first_refusal() -> None:
+    """With queue_full_wait=0 a full queue raises at once, after one request."""
+    mj, transport = client(
+        lambda r: json_response({"code": 23, "description": "full"}), queue_full_wait=0
+    )
     async with mj:
         with pytest.raises(QueueFullError):
             await mj.imagine("a cat")
 
-    assert len(transport.requests) == FAST.attempts
+    assert len(transport.requests) == 1
 
 
 async def test_retry_after_is_honoured() -> None:

@@ -110,7 +110,7 @@ async def grid_of(mj: mjasync.Client) -> Task:
 
 @pytest.mark.parametrize("dialect", ALL)
 async def test_imagine_runs_to_success(dialect: str) -> None:
-    """imagine -> await_task returns a SUCCESS grid with an image (and buttons, except OSS)."""
+    """imagine -> await_task returns a SUCCESS grid with an image and its U/V/reroll buttons."""
     async with simulated(dialect) as (sim, mj):
         submission = await mj.imagine("a lighthouse in a storm", state="job-1")
         grid = await mj.await_task(submission, timeout=WAIT)
@@ -123,9 +123,9 @@ async def test_imagine_runs_to_success(dialect: str) -> None:
     assert grid.state == "job-1"
     assert grid.finish_time is not None
     if dialect == "oss":
-        assert grid.buttons == ()
-    else:
-        assert {b.name for b in grid.buttons} >= {"U1", "U2", "U3", "U4", "V1", "reroll"}
+        # No buttons on the wire: the nine /submit/change implies, without customIds.
+        assert all(b.implied and not b.custom_id for b in grid.buttons)
+    assert {b.name for b in grid.buttons} >= {"U1", "U2", "U3", "U4", "V1", "reroll"}
     assert sim.requests["POST /mj/submit/imagine"] == 1
 
 
@@ -173,18 +173,23 @@ async def test_shorten(dialect: str, present: bool) -> None:
 
 @pytest.mark.parametrize(("dialect", "present"), per_dialect(NOT_OSS))
 async def test_action_upscale(dialect: str, present: bool) -> None:
-    """action U2 on a grid yields an UPSCALE task where the dialect has /submit/action."""
+    """action U2 on a grid yields an UPSCALE task, through /submit/change where /action lacks.
+
+    novicezk has no /submit/action: a customId /submit/change cannot press (a zoom) is
+    RouteNotFoundError, and from then on U2 goes straight to /submit/change.
+    """
     async with simulated(dialect) as (sim, mj):
         grid = await grid_of(mj)
         if not present:
-            await expect_route(False, lambda: mj.action(grid.id, "MJ::JOB::upsample::2::x"))
-            return
+            zoom = "MJ::Outpaint::50::1::x::SOLO"
+            await expect_route(False, lambda: mj.action(grid.id, zoom))
         upscale = await mj.await_task(await mj.action(grid, "U2"), timeout=WAIT)
 
     assert upscale.status is TaskStatus.SUCCESS
     assert upscale.action == "UPSCALE"
     assert upscale.id != grid.id
     assert sim.requests["POST /mj/submit/action"] == 1
+    assert sim.requests["POST /mj/submit/change"] == (0 if present else 1)
 
 
 @pytest.mark.parametrize(("dialect", "code"), [("plus", 3), ("trueai", 3), ("newapi", 4)])

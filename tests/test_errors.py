@@ -232,12 +232,13 @@ def assert_no_secret(*objects: object) -> None:
 
 
 def secret_client(handler: Any, **kwargs: Any) -> mjasync.Client:
-    """A client holding SECRET, answering with *handler*, retrying fast."""
+    """A client holding SECRET, answering with *handler*, retrying (and waiting) fast."""
+    kwargs.setdefault("queue_full_wait", 0.01)
     return mjasync.Client(
         "http://mj.test",
         SECRET,
         transport=MockTransport(handler),
-        retry=RetryPolicy(attempts=2, backoff=0.001),
+        retry=RetryPolicy(attempts=2, backoff=0.001, max_backoff=0.002),
         **kwargs,
     )
 

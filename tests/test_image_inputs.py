@@ -228,7 +228,8 @@ async def test_other_refusals_are_raised_without_a_second_submit(
         return web.json_response({"code": code, "description": description})
 
     proxy.answer = answer
-    async with client(proxy, retry=RetryPolicy(attempts=1)) as mj:
+    # queue_full_wait=0: a full queue is raised at once instead of waited through.
+    async with client(proxy, retry=RetryPolicy(attempts=1), queue_full_wait=0) as mj:
         with pytest.raises(SubmitRejectedError):
             await mj.describe(proxy.url("a.png"))
     assert len(proxy.bodies) == 1

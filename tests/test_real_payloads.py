@@ -150,7 +150,7 @@ CORPUS: dict[str, Case] = {
             "fail_reason": None,
             "final_prompt": "Cat",
         },
-        buttons=(),
+        buttons=("U1", "U2", "U3", "U4", "V1", "V2", "V3", "V4", "reroll"),
     ),
     "oss_task_imagine_failure_invalid_form_body.json": Case(
         "oss",
@@ -358,18 +358,19 @@ CORPUS: dict[str, Case] = {
     ),
 }
 
-# Expectations the SDK does not meet yet; strict, so fixing one flips it to a failure.
+# Expectations that were gaps once (strict xfails until fixed); kept as regression tests.
 KNOWN_GAPS: list[Any] = [
     pytest.param(
         "oss_submit_exists_21.json",
         "needs_modal",
         False,
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="old novicezk code 21 '任务已存在' is the existing task, not a modal "
-            "(DESIGN.md); Submission.needs_modal is code == 21",
-        ),
         id="oss-21-exists-is-not-a-modal",
+    ),
+    pytest.param(
+        "oss_submit_exists_21.json",
+        "existing",
+        True,
+        id="oss-21-exists-is-the-existing-task",
     ),
 ]
 
@@ -404,7 +405,12 @@ async def _run(name: str, case: Case) -> tuple[Any, MockTransport]:
     """Serve the body for every request and make the case's call; return what it gave."""
     transport = MockTransport(lambda _request: _response(name, case.status))
     async with Client(
-        "http://mj.test", "k", transport=transport, retry=RETRY, notify_token=TOKEN
+        "http://mj.test",
+        "k",
+        transport=transport,
+        retry=RETRY,
+        notify_token=TOKEN,
+        queue_full_wait=0,  # a refusal is raised at once, after one request
     ) as mj:
         call = CALLS[case.call]
         if case.raises is None:
@@ -483,13 +489,13 @@ async def test_real_body_decodes_to_what_it_means(name: str) -> None:
         assert tuple(button.name for button in result.buttons) == case.buttons
     # Only "not now" (queue full) may be resent; every other answer is final. A
     # notification is pushed to us: with nobody waiting it costs no request.
-    sent = {"notify": 0}.get(case.call, ATTEMPTS if case.raises is QueueFullError else 1)
+    sent = {"notify": 0}.get(case.call, 1)
     assert len(transport.requests) == sent
 
 
 @pytest.mark.parametrize(("name", "path", "wanted"), KNOWN_GAPS)
 async def test_known_gaps(name: str, path: str, wanted: object) -> None:
-    """Expectations the SDK does not meet yet (see KNOWN_GAPS)."""
+    """Expectations the SDK once missed (see KNOWN_GAPS)."""
     result, _ = await _run(name, CORPUS[name])
 
     assert _get(result, path) == wanted
