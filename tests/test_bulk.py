@@ -205,13 +205,9 @@ async def test_queue_full_pushes_back_and_every_job_still_finishes(tmp_path: Pat
     """A one-slot server with a one-task queue refuses most submits; none is lost or doubled."""
     async with (
         Simulator(dialect="plus", time_scale=0.002, seed=3, slots=1, queue_size=1) as sim,
-        # queue_full_wait=0: the runner's own backpressure handles the refusals here.
+        # The client's default queue_full_wait: the runner bypasses its gate.
         mjasync.Client(
-            sim.base_url,
-            "key",
-            poll=FAST_POLL,
-            retry=mjasync.RetryPolicy(attempts=1),
-            queue_full_wait=0,
+            sim.base_url, "key", poll=FAST_POLL, retry=mjasync.RetryPolicy(attempts=1)
         ) as mj,
     ):
         events: list[BulkEvent] = []
@@ -239,13 +235,9 @@ async def test_a_concurrency_far_above_what_the_server_admits_adapts_instead_of_
     """
     async with (
         Simulator(dialect="plus", time_scale=0.002, seed=5, slots=1, queue_size=1) as sim,
-        # queue_full_wait=0: the refusals reach the runner's own adaptive limit.
+        # The client's default queue_full_wait: the runner bypasses its gate.
         mjasync.Client(
-            sim.base_url,
-            "key",
-            poll=FAST_POLL,
-            retry=mjasync.RetryPolicy(attempts=1),
-            queue_full_wait=0,
+            sim.base_url, "key", poll=FAST_POLL, retry=mjasync.RetryPolicy(attempts=1)
         ) as mj,
     ):
         events: list[BulkEvent] = []

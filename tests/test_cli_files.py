@@ -72,10 +72,7 @@ def test_the_demo_offers_every_simulator_dialect() -> None:
         # plus, the default, is test_cli.py's test_demo_runs_end_to_end.
         "trueai",
         "newapi",
-        pytest.param(
-            "oss",
-            marks=pytest.mark.xfail(strict=True, reason="#7 chains on OSS in progress"),
-        ),
+        "oss",
     ],
 )
 async def test_the_demo_runs_in_each_dialect(

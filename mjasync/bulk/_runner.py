@@ -1018,7 +1018,11 @@ class BulkRunner:
         with anyio.CancelScope(shield=True):
             await journal.step_sending(key, step, tag, self._requests)
             try:
-                submission = await submit(tag)
+                # The runner paces itself (_Flow): a queue-full or 429 answer comes back
+                # at once instead of being waited through by the client's gate, which
+                # still pauses the client's other submits.
+                with self.client.submit_gate.bypass():
+                    submission = await submit(tag)
             except Exception as failed:
                 status, error = _delivery(failed), failed
                 if isinstance(failed, RateLimitError):
