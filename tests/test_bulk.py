@@ -252,7 +252,10 @@ async def test_a_concurrency_far_above_what_the_server_admits_adapts_instead_of_
     assert backoffs, "the server never pushed back: the test lost its point"
     assert all(event.delay == 0 for event in backoffs)
     assert all(1 <= event.limit <= 12 for event in backoffs)
-    assert min(event.limit for event in backoffs) <= 2  # it learned what the server admits
+    # It learned the server admits far fewer: cut at least twice from 12 (6, then <= 3).
+    # Whether a third cut comes depends on which round late refusals were sent in, so
+    # "<= 2" failed about one run in five (on main too).
+    assert min(event.limit for event in backoffs) <= 3
     assert any(event.kind == "task_queued" for event in events)
     # The first burst is refused (free, unpaid answers); after it, few more are.
     assert sim.requests["POST /mj/submit/imagine"] - 12 < 2 * 12
