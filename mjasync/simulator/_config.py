@@ -47,6 +47,7 @@ class Faults:
       held for ``spike_seconds`` *real* seconds (not scaled: it is meant to outlast a
       client's request timeout, which is wall-clock time), so the client gives up on a
       request the server carried out.
+    * ``spike_seconds``: how long a latency spike holds the answer, in real seconds.
     * ``notify_drop`` / ``notify_duplicate`` / ``notify_reorder``: a notifyHook delivery is
       skipped, sent twice, or delayed so that it lands after later ones.
     * ``image_cut``: an image answer sends its headers (the whole ``Content-Length``) and
