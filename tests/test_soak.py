@@ -115,19 +115,14 @@ def test_fast_soak_survives_every_fault_kind(tmp_path: Path) -> None:
 # -- what the soak found ---------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "soak finding (#8): _download._fetch_once creates its temporary file with "
-        "tempfile.mkstemp in a worker thread; a native cancellation (asyncio.timeout, "
-        "task.cancel) during that await loses the file's name and descriptor, so the "
-        ".part file stays. Remove this marker with the fix."
-    ),
-)
 async def test_download_cancelled_while_creating_its_temp_file_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A caller's cancellation that lands while the temporary file is being created."""
+    """A caller's cancellation that lands while the temporary file is being created.
+
+    Found by the soak: the file was created in a worker thread outside the cleanup's
+    reach, so a cancellation there left a ``.part`` file and an open descriptor.
+    """
     loop = asyncio.get_running_loop()
     creating = asyncio.Event()
     real_mkstemp = tempfile.mkstemp
