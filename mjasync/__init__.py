@@ -8,6 +8,7 @@ async with mjasync.Client("http://localhost:8080", "key") as mj:
 
 from .__about__ import __version__
 from ._admission import SubmitGate
+from ._bus import BusStats, LocalBus, LocalHub, NotificationBus
 from ._chains import gather_chains
 from ._client import AuthStyle, Client
 from ._detect import Dialect, ServerInfo
@@ -52,6 +53,7 @@ from ._models import (
     TaskStatus,
 )
 from ._policy import PollPolicy, PollStats, RetryPolicy
+from ._redis_bus import RedisBus
 from ._transport import AiohttpTransport, AsyncTransport, Request, Response, StreamResponse
 from ._waiters import TaskWatch
 from ._webhook import NotificationResult
@@ -65,6 +67,7 @@ __all__ = [
     "AuthStyle",
     "AuthenticationError",
     "BannedPromptError",
+    "BusStats",
     "Button",
     "ButtonNotFoundError",
     "Client",
@@ -75,16 +78,20 @@ __all__ = [
     "Dialect",
     "ImageInput",
     "InvalidRequestError",
+    "LocalBus",
     "LocalFileError",
+    "LocalHub",
     "MJError",
     "MediaKind",
     "ModalRequiredError",
     "NotFoundError",
+    "NotificationBus",
     "NotificationResult",
     "PollPolicy",
     "PollStats",
     "QueueFullError",
     "RateLimitError",
+    "RedisBus",
     "Request",
     "RequestTimeoutError",
     "Response",

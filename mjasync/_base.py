@@ -9,20 +9,22 @@ made of (`_submits`, `_actions`, `_queries`); none of them talks to the transpor
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal, Self, TypeVar, get_args
+from typing import Any, Literal, Self, TypeVar, cast, get_args
 from urllib.parse import urlsplit
 
 import anyio
 
 from . import __about__
-from ._admission import SubmitGate
+from ._admission import SubmitGate, admit_again
 from ._batch import BatchFetcher
+from ._bus import NotificationBus
 from ._clock import Clock
 from ._detect import Evidence
 from ._download import DEFAULT_MAX_DOWNLOAD_BYTES
@@ -112,6 +114,7 @@ class BaseClient:
         notify_hook: str | None = None,
         notify_token: str | None = None,
         trust_notifications: bool = False,
+        notify_bus: NotificationBus | None = None,
         headers: Mapping[str, str] | None = None,
         session: Any = None,
         transport: AsyncTransport | None = None,
@@ -157,7 +160,18 @@ class BaseClient:
         self._auth_sent = _auth_sent(self._headers)
         # Everything a server might echo back that must never reach a message or log.
         self._secrets = secrets_in_headers(self._headers) + ((key,) if key else ())
-        self._hooks = HookSettings(notify_hook, notify_token, trust=trust_notifications)
+        self._hooks = HookSettings(
+            notify_hook,
+            notify_token or os.environ.get("MJ_NOTIFY_TOKEN"),
+            trust=trust_notifications,
+        )
+        if notify_bus is not None and not isinstance(cast(object, notify_bus), NotificationBus):
+            msg = f"notify_bus must be a NotificationBus, got {type(notify_bus).__name__}"
+            raise InvalidRequestError(msg)
+        self._bus = notify_bus
+        self._bus_started = False
+        self._bus_tasks: set[asyncio.Task[Any]] = set()
+        self._token_warned = False
         if transport is not None and session is not None:
             msg = "pass either transport= or session=, not both"
             raise InvalidRequestError(msg)
@@ -419,39 +433,19 @@ class BaseClient:
                         error.retry_after if isinstance(error, RateLimitError) else None
                     )
                     raise error
-                self._admit_again(result.error, started, where)
+                admit_again(
+                    self._gate,
+                    result.error,
+                    started=started,
+                    budget=self._queue_full_wait,
+                    max_retry_after=self._retry.max_retry_after,
+                    where=where,
+                )
         except MJError as error:
             redact_error(error, self._secrets)
             if record:
                 self._server.record(path, error)
             raise
-
-    def _admit_again(
-        self, error: QueueFullError | RateLimitError, started: float, where: str
-    ) -> None:
-        """After a "not now": pause every submit, or raise *error* when the wait is used up."""
-        spent = anyio.current_time() - started
-        left = self._queue_full_wait - spent
-        retry_after = error.retry_after if isinstance(error, RateLimitError) else None
-        if left <= 0 or (
-            retry_after is not None and retry_after > min(left, self._retry.max_retry_after)
-        ):
-            if self._queue_full_wait > 0:
-                error.add_note(
-                    f'mjasync: the server said "not now" for {spent:.1f}s '
-                    f"(queue_full_wait={self._queue_full_wait:g}); nothing was created, "
-                    "so this submit can be sent again later"
-                )
-            raise error
-        pause = self._gate.push_back(retry_after)
-        logger.info(
-            "%s: %s; pausing this client's submits %.2fs (%.0fs of %gs waited)",
-            where,
-            type(error).__name__,
-            pause,
-            spent,
-            self._queue_full_wait,
-        )
 
     async def _submit(
         self, path: str, body: Mapping[str, Any], *, task_id: str | None = None

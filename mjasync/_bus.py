@@ -150,6 +150,10 @@ class NotificationBus(abc.ABC):
         cancellation is raised afterwards.
         """
 
+    def note_invalid(self) -> None:
+        """Count one message its callback could not use (a JSON object that is no task)."""
+        self._dropped_invalid += 1
+
     @property
     def stats(self) -> BusStats:
         """A snapshot of this bus's counters."""

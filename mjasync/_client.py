@@ -1,19 +1,19 @@
-"""`Client`: the one façade of mjasync, and its waits, webhooks and downloads.
+"""`Client`: the one façade of mjasync, and its waits, chains and downloads.
 
 `Client` is assembled from mixins, one module per group of the contract's methods:
 `_base.BaseClient` (configuration, lifecycle, requests), `_submits.SubmitRoutes`,
-`_actions.ActionRoutes` (buttons), `_queries.TaskQueries`. What is here needs all of
-them: the waits on the poller (`await_task`, `watch`), the notifyHook receiver, the
-chains (`run_action`, `upscale_all`, whose flows are in `_chains`) and `download`.
+`_actions.ActionRoutes` (buttons), `_queries.TaskQueries`, `_notify.NotifyRoutes` (the
+webhook route, the poller it wakes, the bus). What is here needs them all: the waits
+(`await_task`, `watch`), the chains (`run_action`, `upscale_all`, whose flows are in
+`_chains`) and `download`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Literal, overload
+from typing import Literal, overload
 
 from . import _chains
 from ._actions import ActionRoutes
@@ -26,18 +26,11 @@ from ._errors import InvalidRequestError, TaskCancelledError, TaskFailedError
 from ._images import ImageInput
 from ._media import MediaKind, check_kind, default_kind, media_url
 from ._models import Task, TaskRef, outcome, resolve_button, task_id_of
+from ._notify import NotifyRoutes
 from ._policy import PollStats
-from ._poll import Poller
 from ._queries import TaskQueries
 from ._transport import same_origin
 from ._waiters import ProgressCallback, TaskWatch, await_waiter
-from ._webhook import (
-    MAX_NOTIFICATION_BYTES,
-    NotificationBody,
-    NotificationResult,
-    aiohttp_handler,
-    parse_notification,
-)
 
 # AuthStyle lives in _base; it is named here too, where it always was.
 __all__ = ["AuthStyle", "Client"]
@@ -45,7 +38,7 @@ __all__ = ["AuthStyle", "Client"]
 logger = logging.getLogger("mjasync")
 
 
-class Client(ActionRoutes, TaskQueries):
+class Client(ActionRoutes, TaskQueries, NotifyRoutes):
     """An asyncio client for one midjourney-proxy base URL.
 
     Use it as ``async with mjasync.Client(...) as mj:``; it owns one aiohttp session
@@ -70,7 +63,16 @@ class Client(ActionRoutes, TaskQueries):
         poll: how the shared poller batches and paces status requests.
         notify_hook: the public URL of your webhook route; every submit then carries
             ``<url>?token=<secret>`` so `handle_notification` can wake waiters early.
-        notify_token: the secret for that URL (default: 32 random bytes, url-safe).
+        notify_token: the secret for that URL; defaults to ``$MJ_NOTIFY_TOKEN``, else
+            32 random bytes (url-safe). Every process that serves the webhook route
+            must share it: a callback for a task submitted by another process carries
+            that process's token.
+        notify_bus: a `NotificationBus` (``mjasync.RedisBus(url)``) shared by every
+            process of the app: each notification this client accepts is published
+            once, and the ones other processes accepted wake this client's waiters the
+            same way (a confirming fetch unless ``trust_notifications``). Started by
+            ``async with`` (or the first wait) and closed by `aclose`; polling still
+            finishes every wait when the bus is down.
         trust_notifications: resolve waiters from a terminal notification without
             confirming it with one fetch.
         headers: extra headers for every request.
@@ -91,15 +93,6 @@ class Client(ActionRoutes, TaskQueries):
     """
 
     # -- waiting ---------------------------------------------------------------------
-
-    def _get_poller(self) -> Poller:
-        self._check_open()
-        if self._poller is None:
-            self._poller = Poller(
-                self._poll, self._fetcher, hooks=self._hooks.url is not None, clock=self._clock
-            )
-            self._on_close(self._poller.aclose)
-        return self._poller
 
     async def await_task(
         self,
@@ -190,52 +183,6 @@ class Client(ActionRoutes, TaskQueries):
         if self._poller is None:
             return PollStats()
         return self._poller.stats()
-
-    async def handle_notification(
-        self,
-        body: NotificationBody,
-        *,
-        token: str | None,
-        max_bytes: int = MAX_NOTIFICATION_BYTES,
-    ) -> NotificationResult:
-        """Feed one notifyHook callback to the waiters, from any web framework.
-
-        Pass the raw body (or the JSON your framework decoded) and the ``token`` query
-        parameter of the request. Answer the HTTP request with ``result.status``:
-        401 (no token) and 403 (wrong token) change nothing; 413 above *max_bytes*;
-        400 when the body is not a task; 200 otherwise. An accepted snapshot wakes the
-        waiters of that task: progress at once, a final status after one confirming
-        fetch (unless ``trust_notifications``). Duplicates and late deliveries never
-        move a task backwards.
-        """
-        refused = self._hooks.check(token)
-        if refused is not None:
-            return refused
-        return self._accept_notification(body, max_bytes)
-
-    def _accept_notification(self, body: NotificationBody, max_bytes: int) -> NotificationResult:
-        """`handle_notification` once the token matched (the aiohttp handler checked it)."""
-        result = parse_notification(body, max_bytes=max_bytes)
-        if result.task is not None:
-            self._server.notifications += 1
-            if self._server.watching:
-                self._server.observe_task(result.task.raw)
-        if result.task is not None and not self._closed:
-            # Through _get_poller: a hook may beat the first await_task, and the
-            # poller keeps it for that waiter.
-            woke = self._get_poller().notify(result.task, trust=self._hooks.trust)
-            if woke:
-                result = NotificationResult(result.status, result.reason, result.task, woke)
-        return result
-
-    @property
-    def webhook_handler(self) -> Callable[[Any], Awaitable[Any]]:
-        """An aiohttp handler for the notify route.
-
-        Mount it with ``app.router.add_post(path, mj.webhook_handler)``. The token is
-        checked before the body is read; a refused request gets 401/403.
-        """
-        return aiohttp_handler(self._accept_notification, lambda: self._hooks.token)
 
     # -- chains --------------------------------------------------------------------
 

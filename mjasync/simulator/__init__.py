@@ -29,6 +29,9 @@ simulator picks):
 * Durations in the config are simulated seconds, multiplied by ``time_scale`` before
   sleeping; so is ``Faults.latency`` and ``inject(..., "latency", seconds=)`` (use
   ``real_seconds=`` for wall-clock time). ``Retry-After`` is sent verbatim, unscaled.
+* Job timing: by default every job takes the same time and reports evenly spaced
+  progress; ``duration_jitter``, ``step_jitter`` and ``progress_percents``
+  (``MIDJOURNEY_PROGRESS``) give seeded, Midjourney-like timing instead (issue #11).
 * A task that has to wait for a slot is answered with code 22 and ``numberOfQueues`` = its
   1-based place in the waiting queue (oss: the tasks ahead of it, so the first to wait
   gets code 1; new-api: code 1, same properties). Queue full: 23 (oss/plus/new-api), 9
@@ -47,13 +50,14 @@ simulator picks):
 from __future__ import annotations
 
 from ._app import create_app
-from ._config import DIALECTS, Dialect, Faults, SimulatorConfig
+from ._config import DIALECTS, MIDJOURNEY_PROGRESS, Dialect, Faults, SimulatorConfig
 from ._context import STATE_KEY, SimulatorState, get_state
 from ._server import Simulator, run_forever
 from ._state import Button, Notification, RequestRecord, SimTask
 
 __all__ = [
     "DIALECTS",
+    "MIDJOURNEY_PROGRESS",
     "STATE_KEY",
     "Button",
     "Dialect",

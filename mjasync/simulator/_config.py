@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from typing import Literal, get_args
 
 Dialect = Literal["plus", "trueai", "newapi", "oss"]
@@ -10,6 +11,15 @@ DIALECTS: tuple[str, ...] = get_args(Dialect)
 # One trueai rate-limit rule: (path pattern such as "*/mj/submit/*", window in simulated
 # seconds, most requests allowed per window).
 RateRule = tuple[str, float, int]
+# Faults fields that are durations, not probabilities.
+_SECONDS = frozenset({"retry_after", "spike_seconds"})
+# The percentages Midjourney's progress messages show for a grid job, in order, as the
+# proxies copy them from the Discord message (the sequence issue #11 records; the real
+# steps vary by model and mode). "0%" comes first: the job's message is created before
+# rendering starts (novicezk StartAndProgressHandler.java: a CREATE message sets
+# IN_PROGRESS and keeps SUBMITTED's "0%"); the rest are the uneven steps MJ edits that
+# message with (UPDATE). 100% is the SUCCESS itself, never a progress step.
+MIDJOURNEY_PROGRESS: tuple[int, ...] = (0, 15, 31, 46, 62, 78, 93)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,11 +43,29 @@ class Faults:
     * ``submit_fault_before``: a submit fails (500 or dropped) before any task is created.
     * ``submit_fault_after``: a submit creates its task, then answers 500 or drops the
       connection, so the client cannot know the task exists.
+    * ``latency_spike``: the handler runs (a submit creates its task), then the answer is
+      held for ``spike_seconds`` *real* seconds (not scaled: it is meant to outlast a
+      client's request timeout, which is wall-clock time), so the client gives up on a
+      request the server carried out.
+    * ``spike_seconds``: how long a latency spike holds the answer, in real seconds.
     * ``notify_drop`` / ``notify_duplicate`` / ``notify_reorder``: a notifyHook delivery is
       skipped, sent twice, or delayed so that it lands after later ones.
+    * ``image_cut``: an image answer sends its headers (the whole ``Content-Length``) and
+      half the bytes, then the connection drops (a CDN connection lost mid-download).
+    * ``image_truncated``: an image answer is a complete HTTP 200 whose body is the first
+      half of the PNG (a CDN serving a partly cached file); only the image's own end
+      marker tells.
+    * ``image_wrong_type``: an image answer is a 200 HTML page (``text/html``, a CDN's
+      "link expired" page), or the PNG labelled ``image/jpeg``.
     * ``routes``: when set, only requests to these routes get the probabilistic faults; items
       may be ``"POST /mj/submit/imagine"``, ``"/mj/submit/imagine"`` or a short name such as
       ``"imagine"`` (speed-mode prefixes are ignored).
+
+    The image faults play on the image routes (``/sim/images/{name}``, new-api's
+    ``/mj/image/{id}``) only, and there even without ``routes`` naming them; the other
+    faults never reach the /sim routes unless ``routes`` names them. At most one fault of
+    ``drop``, ``server_error``, ``rate_limit``, the submit faults, ``malformed`` and
+    ``latency_spike`` plays per request, rolled in that order.
     """
 
     server_error: float = 0.0
@@ -50,15 +78,23 @@ class Faults:
     stuck: float = 0.0
     submit_fault_before: float = 0.0
     submit_fault_after: float = 0.0
+    latency_spike: float = 0.0
+    spike_seconds: float = 5.0
     notify_drop: float = 0.0
     notify_duplicate: float = 0.0
     notify_reorder: float = 0.0
+    image_cut: float = 0.0
+    image_truncated: float = 0.0
+    image_wrong_type: float = 0.0
     routes: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, float) and field.name != "retry_after" and not 0 <= value <= 1:
+            if field.name in _SECONDS:
+                if not isinstance(value, int | float) or not value >= 0:
+                    raise ValueError(f"Faults.{field.name} must be >= 0 seconds")
+            elif isinstance(value, int | float) and not 0 <= value <= 1:
                 raise ValueError(f"Faults.{field.name} must be a probability in [0, 1]")
         low, high = self.latency
         if low < 0 or high < low:
@@ -115,6 +151,9 @@ class SimulatorConfig:
     progress_steps: int = 4
     step_delay: float = 1.0
     seed_delay: float = 1.0
+    duration_jitter: float = 0.0
+    step_jitter: float = 0.0
+    progress_percents: tuple[int, ...] = ()
     remix: bool = False
     banned_words: tuple[str, ...] = ("gore",)
     image_size: int = 64
@@ -146,6 +185,22 @@ class SimulatorConfig:
             raise ValueError("slots must be >= 1 and queue_size >= 0")
         if self.time_scale < 0 or self.progress_steps < 0:
             raise ValueError("time_scale and progress_steps must be >= 0")
+        for name in ("queue_delay", "start_delay", "step_delay"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0 simulated seconds")
+        for name in ("duration_jitter", "step_jitter"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1)")
+        percents: object = self.progress_percents
+        if isinstance(percents, list | range):
+            percents = tuple(percents)
+            object.__setattr__(self, "progress_percents", percents)
+        if not isinstance(percents, tuple) or not all(
+            type(p) is int and 0 <= p <= 99 for p in percents
+        ):
+            raise ValueError("progress_percents must be whole percentages in 0..99")
+        if any(b <= a for a, b in itertools.pairwise(percents)):
+            raise ValueError("progress_percents must increase")
         if not 1 <= self.image_size <= 4096:
             raise ValueError("image_size must be between 1 and 4096")
         # Accept any iterable from callers (a set literal, a list) but keep the frozen types.
@@ -176,6 +231,17 @@ class SimulatorConfig:
                         f"{name} items are (path pattern, window seconds > 0, max requests >= 0)"
                     )
             object.__setattr__(self, name, rules)
+
+    @property
+    def steps(self) -> int:
+        """How many IN_PROGRESS steps a job reports."""
+        return len(self.progress_percents) if self.progress_percents else self.progress_steps
+
+    def step_percent(self, step: int) -> int:
+        """The progress shown at IN_PROGRESS step ``step`` (1-based)."""
+        if self.progress_percents:
+            return self.progress_percents[step - 1]
+        return step * 100 // (self.progress_steps + 1)
 
     def scaled(self, simulated_seconds: float) -> float:
         """Real seconds to wait for ``simulated_seconds`` of simulated time."""

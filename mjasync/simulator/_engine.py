@@ -11,6 +11,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+import random
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -69,6 +70,8 @@ class Engine:
         self._armed_at = 0.0
         self._running = 0
         self._waiting: OrderedDict[str, None] = OrderedDict()
+        # Its own stream, so that turning jitter on changes no id, prompt or fault roll.
+        self._timing_rng = random.Random(f"{config.seed}:timing")
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -110,11 +113,42 @@ class Engine:
         """
         self.tasks[task.id] = task
         task.status = NOT_START
+        task.timing = self._plan()
         if self._running < self.config.slots and not self._waiting:
             self._take_slot(task)
             return 0
         self._waiting[task.id] = None
         return len(self._waiting)
+
+    def _plan(self) -> tuple[float, ...]:
+        """One job's gaps: queue, start, then one per progress step (simulated seconds)."""
+        cfg = self.config
+        render = [cfg.start_delay] + [cfg.step_delay] * cfg.steps
+        rng = self._timing_rng
+        # Real Midjourney jobs of one kind vary in length (server load, prompt, model),
+        # so polls never line up with finishes the way a fixed lifecycle lets them.
+        factor = 1.0
+        if cfg.duration_jitter:
+            factor = rng.uniform(1 - cfg.duration_jitter, 1 + cfg.duration_jitter)
+        if cfg.step_jitter:
+            # MJ edits its progress message at irregular moments, and its own queue wait
+            # before the first step varies too: uneven gaps with the job's total kept.
+            total = sum(render)
+            weighted = [
+                gap * rng.uniform(1 - cfg.step_jitter, 1 + cfg.step_jitter) for gap in render
+            ]
+            norm = sum(weighted)
+            if norm > 0:
+                render = [gap * total / norm for gap in weighted]
+        return tuple(gap * factor for gap in [cfg.queue_delay, *render])
+
+    def _gap(self, task: SimTask, index: int) -> float:
+        """The planned gap ``index`` of *task* (an unplanned one falls back to the config)."""
+        timing = task.timing
+        if index < len(timing):
+            return timing[index]
+        cfg = self.config
+        return (cfg.queue_delay, cfg.start_delay)[index] if index < 2 else cfg.step_delay
 
     def add_modal(self, task: SimTask) -> None:
         """Register a MODAL task: it takes no slot and never progresses by itself."""
@@ -125,7 +159,7 @@ class Engine:
     def _take_slot(self, task: SimTask) -> None:
         self._running += 1
         task.holds_slot = True
-        self._schedule(task, self.config.queue_delay)
+        self._schedule(task, self._gap(task, 0))
 
     def _release(self, task: SimTask) -> None:
         self._waiting.pop(task.id, None)
@@ -189,18 +223,20 @@ class Engine:
             task.progress = "0%"
             task.start_time = now_ms()
             self._on_change(task)
-            self._schedule(task, cfg.start_delay)
+            self._schedule(task, self._gap(task, 1))
         elif task.status in {SUBMITTED, IN_PROGRESS}:
-            if task.step < cfg.progress_steps:
+            if task.step < cfg.steps:
                 task.step += 1
                 task.status = IN_PROGRESS
-                pct = task.step * 100 // (cfg.progress_steps + 1)
+                pct = cfg.step_percent(task.step)
                 task.progress = f"{pct}%"
-                if task.kind not in {"describe", "picread_retry", "shorten"}:
+                # novicezk StartAndProgressHandler.java: the job's first message (CREATE,
+                # "0%") sets no imageUrl; each UPDATE after it carries a preview.
+                if pct and task.kind not in {"describe", "picread_retry", "shorten"}:
                     task.image_url = image_url(task, pct)
                 self._on_change(task)
                 if not task.stuck:
-                    self._schedule(task, cfg.step_delay)
+                    self._schedule(task, self._gap(task, task.step + 1))
             elif task.stuck:
                 task.status = IN_PROGRESS
             elif task.planned_failure:

@@ -93,6 +93,9 @@ class SimTask:
     holds_slot: bool = False
     generation: int = 0
     step: int = 0
+    # This job's planned gaps in simulated seconds (Engine._plan): slot -> SUBMITTED,
+    # SUBMITTED -> first progress step, then one per step, the last ending the job.
+    timing: tuple[float, ...] = ()
     # The key (trueai) that submitted the task, or "guest:<ip>": trueai counts a user's
     # running/queued tasks per caller.
     owner: str = ""
@@ -120,7 +123,9 @@ class RequestRecord(NamedTuple):
     """One request seen by the simulator, in arrival order.
 
     ``time`` is the event loop's monotonic clock; ``route`` the template key
-    (``"GET /mj/task/{id}/fetch"``); ``body`` the decoded JSON body, if any.
+    (``"GET /mj/task/{id}/fetch"``); ``body`` the decoded JSON body, if any; ``faults``
+    the fault kinds this request met (``"submit_fault_after"``, ``"latency_spike"``...),
+    filled in once its answer is decided.
     """
 
     time: float
@@ -128,6 +133,7 @@ class RequestRecord(NamedTuple):
     route: str
     path: str
     body: object | None
+    faults: tuple[str, ...] = ()
 
 
 class Notification(NamedTuple):
