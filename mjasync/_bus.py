@@ -97,9 +97,9 @@ class NotificationBus(abc.ABC):
     `aclose` once (also ``async with bus:``). A client owns its bus: one bus per client.
 
     An implementation moves bytes. It turns a notification into a message with
-    `_encode` (which enforces the size cap and counts drops), hands every message it
-    receives to `_receive` (which checks size and envelope, skips its own echo, counts,
-    and calls the callback), and keeps `_published`, `_publish_failures`,
+    `_outgoing` (which enforces the size cap, counts drops, and refuses once closed),
+    hands every message it receives to `_receive` (which checks size and envelope, skips
+    its own echo, counts, and calls the callback), and keeps `_published`, `_publish_failures`,
     `_reconnects` and `_connected` current. `publish` must never raise for a broker
     failure: it counts it and returns False.
     """
@@ -223,6 +223,17 @@ class NotificationBus(abc.ABC):
         head = f'{{"mjasync":{_VERSION},"origin":"{self.origin}","notification":'
         return head.encode() + body + b"}"
 
+    def _outgoing(self, notification: bytes | Mapping[str, Any]) -> bytes | None:
+        """The message `publish` sends, or None: a notification `_encode` refused, or a
+        closed bus (counted as a failed publish)."""
+        message = self._encode(notification)
+        if message is None:
+            return None
+        if self._closed:
+            self._publish_failures += 1
+            return None
+        return message
+
     def _receive(self, message: object) -> None:
         """Check one message off the broker and hand its notification to the callback."""
         if not isinstance(message, bytes | bytearray | memoryview | str):
@@ -295,11 +306,8 @@ class LocalBus(NotificationBus):
 
     async def publish(self, notification: bytes | Mapping[str, Any]) -> bool:
         """Hand the notification to every other bus on the hub."""
-        message = self._encode(notification)
+        message = self._outgoing(notification)
         if message is None:
-            return False
-        if self._closed:
-            self._publish_failures += 1
             return False
         self.hub._publish(message)
         self._published += 1

@@ -173,11 +173,8 @@ class RedisBus(NotificationBus):
 
     async def publish(self, notification: bytes | Mapping[str, Any]) -> bool:
         """PUBLISH the notification on the channel, within ``publish_timeout``."""
-        message = self._encode(notification)
+        message = self._outgoing(notification)
         if message is None:
-            return False
-        if self._closed:
-            self._publish_failures += 1
             return False
         self._publishing += 1
         try:
