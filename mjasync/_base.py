@@ -4,7 +4,7 @@
 builds the headers and every URL, owns the transport, and sends every request through
 `_request`: retried by `RetryPolicy`, paced by the `SubmitGate` for submits, with the key
 redacted from whatever comes back. The route coroutines live in the mixins `Client` is
-made of (`_submits`, `_actions`, `_queries`); none of them talks to the transport itself.
+made of (`_submits`, `_actions`, `_queries`, `_notify`); none talks to the transport itself.
 """
 
 from __future__ import annotations

@@ -118,7 +118,13 @@ NOTIFY_SILENCE_TASKS = 3
 """Finished tasks without a single notification after which the client warns (once)."""
 
 
-def route_key(path: str) -> str | None:
+RouteKey = Literal[
+    "action_route", "change_route", "list_by_condition", "list_by_ids", "cancel", "image_seed"
+]
+"""The `ServerInfo` fields that say whether a route exists."""
+
+
+def route_key(path: str) -> RouteKey | None:
     """The `ServerInfo` field a request path speaks for, or None."""
     if path.startswith("/submit/action"):
         return "action_route"
@@ -140,7 +146,7 @@ class Evidence:
 
     def __init__(self) -> None:
         self._claims: dict[Dialect, list[str]] = {}
-        self.routes: dict[str, bool] = {}
+        self.routes: dict[RouteKey, bool] = {}
         self.buttons: bool | None = None
         self.notifications = 0
         self.finished_tasks = 0
