@@ -8,6 +8,7 @@ async with mjasync.Client("http://localhost:8080", "key") as mj:
 
 from .__about__ import __version__
 from ._admission import SubmitGate
+from ._bus import BusStats, LocalBus, LocalHub, NotificationBus, RedisBus
 from ._chains import gather_chains
 from ._client import AuthStyle, Client, TaskRef
 from ._detect import Dialect, ServerInfo
@@ -63,6 +64,7 @@ __all__ = [
     "AuthStyle",
     "AuthenticationError",
     "BannedPromptError",
+    "BusStats",
     "Button",
     "ButtonNotFoundError",
     "Client",
@@ -73,16 +75,20 @@ __all__ = [
     "Dialect",
     "ImageInput",
     "InvalidRequestError",
+    "LocalBus",
     "LocalFileError",
+    "LocalHub",
     "MJError",
     "MediaKind",
     "ModalRequiredError",
     "NotFoundError",
+    "NotificationBus",
     "NotificationResult",
     "PollPolicy",
     "PollStats",
     "QueueFullError",
     "RateLimitError",
+    "RedisBus",
     "Request",
     "RequestTimeoutError",
     "Response",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json as jsonlib
 import logging
 import os
@@ -10,7 +11,7 @@ import re
 import secrets
 import time
 import unicodedata
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Self, TypeVar, cast, overload
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -20,6 +21,7 @@ import attrs
 
 from . import __about__, _chains
 from ._admission import SubmitGate
+from ._bus import NotificationBus
 from ._detect import NOTIFY_SILENCE_TASKS, Evidence, ServerInfo, classify_probe, route_key
 from ._download import (
     DEFAULT_MAX_DOWNLOAD_BYTES,
@@ -103,6 +105,9 @@ _PROBES = (
     "/task/0/image-seed",
 )
 _LOG_BODY = 400
+# How long aclose waits for the bus's pending publishes (RedisBus bounds each by its
+# publish_timeout; this bounds a custom bus that does not).
+_BUS_CLOSE_WAIT = 5.0
 _DATA_URI = re.compile(r"^data:([\w.+/-]*);base64,", re.IGNORECASE)
 _T = TypeVar("_T")
 
@@ -258,7 +263,16 @@ class Client:
         poll: how the shared poller batches and paces status requests.
         notify_hook: the public URL of your webhook route; every submit then carries
             ``<url>?token=<secret>`` so `handle_notification` can wake waiters early.
-        notify_token: the secret for that URL (default: 32 random bytes, url-safe).
+        notify_token: the secret for that URL; defaults to ``$MJ_NOTIFY_TOKEN``, else
+            32 random bytes (url-safe). Every process that serves the webhook route
+            must share it: a callback for a task submitted by another process carries
+            that process's token.
+        notify_bus: a `NotificationBus` (``mjasync.RedisBus(url)``) shared by every
+            process of the app: each notification this client accepts is published
+            once, and the ones other processes accepted wake this client's waiters the
+            same way (a confirming fetch unless ``trust_notifications``). Started by
+            ``async with`` (or the first wait) and closed by `aclose`; polling still
+            finishes every wait when the bus is down.
         trust_notifications: resolve waiters from a terminal notification without
             confirming it with one fetch.
         headers: extra headers for every request.
@@ -290,6 +304,7 @@ class Client:
         notify_hook: str | None = None,
         notify_token: str | None = None,
         trust_notifications: bool = False,
+        notify_bus: NotificationBus | None = None,
         headers: Mapping[str, str] | None = None,
         session: Any = None,
         transport: AsyncTransport | None = None,
@@ -337,7 +352,9 @@ class Client:
         if notify_hook is not None and urlsplit(notify_hook).scheme not in {"http", "https"}:
             msg = f"notify_hook must be an http(s) URL, got {notify_hook!r}"
             raise InvalidRequestError(msg)
-        self._notify_token = notify_token or secrets.token_urlsafe(32)
+        self._notify_token = (
+            notify_token or os.environ.get("MJ_NOTIFY_TOKEN") or secrets.token_urlsafe(32)
+        )
         self._notify_hook = (
             _with_token(notify_hook, self._notify_token) if notify_hook is not None else None
         )
@@ -358,6 +375,7 @@ class Client:
         self._requests_sent = 0
         self._close_callbacks: list[Callable[[], Awaitable[None]]] = []
         self._poller: Poller | None = None
+        self._init_bus(notify_bus)
         # Routes whose server refused image URLs: their URLs are downloaded up front.
         self._base64_routes: set[str] = set()
 
@@ -428,6 +446,7 @@ class Client:
         if self._closed:
             msg = "this Client is closed; create a new one"
             raise ClientClosedError(msg)
+        await self._start_bus()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -1232,6 +1251,7 @@ class Client:
                 hooks=self._notify_hook is not None,
             )
             self._on_close(self._poller.aclose)
+            self._start_bus_soon()
         return self._poller
 
     async def await_task(
@@ -1343,8 +1363,9 @@ class Client:
         """
         refused = check_token(self._notify_token, token)
         if refused is not None:
+            self._refused(refused)
             return refused
-        return self._accept_notification(body, max_bytes)
+        return self._accept_and_publish(body, max_bytes)
 
     def _accept_notification(self, body: NotificationBody, max_bytes: int) -> NotificationResult:
         """`handle_notification` once the token matched (the aiohttp handler checked it)."""
@@ -1368,7 +1389,98 @@ class Client:
         Mount it with ``app.router.add_post(path, mj.webhook_handler)``. The token is
         checked before the body is read; a refused request gets 401/403.
         """
-        return aiohttp_handler(self._accept_notification, lambda: self._notify_token)
+        return aiohttp_handler(
+            self._accept_and_publish, lambda: self._notify_token, refused=self._refused
+        )
+
+    # -- the notification bus and the shared token (#12) -----------------------------
+
+    @property
+    def notify_bus(self) -> NotificationBus | None:
+        """The bus given as ``notify_bus=``, or None."""
+        return self._bus
+
+    def _init_bus(self, bus: NotificationBus | None) -> None:
+        if bus is not None and not isinstance(cast(object, bus), NotificationBus):
+            msg = f"notify_bus must be a NotificationBus, got {type(bus).__name__}"
+            raise InvalidRequestError(msg)
+        self._bus = bus
+        self._bus_started = False
+        self._bus_tasks: set[asyncio.Task[Any]] = set()
+        self._token_warned = False
+
+    def _refused(self, result: NotificationResult) -> None:
+        """Warn once per client about a wrong token: the tokens are likely not shared."""
+        if result.status == 403 and not self._token_warned:
+            self._token_warned = True
+            logger.warning(
+                "refused a notification whose token differs from this client's notify_token "
+                "(further ones are refused silently): every process serving the webhook must "
+                "share one token, e.g. MJ_NOTIFY_TOKEN"
+            )
+
+    def _accept_and_publish(self, body: NotificationBody, max_bytes: int) -> NotificationResult:
+        """The webhook route's path: accept, then hand it to the other processes.
+
+        Only here, never in `_accept_notification`, which bus messages also take: a
+        republished bus message would bounce between the processes forever.
+        """
+        result = self._accept_notification(body, max_bytes)
+        if self._bus is not None and result.task is not None and not self._closed:
+            # A tracked task, so the route answers the proxy without waiting on the broker.
+            self._spawn_bus(self._bus.publish(result.task.raw))
+        return result
+
+    def _on_bus_message(self, notification: dict[str, Any]) -> None:
+        """A notification another process accepted: the same path as a local one."""
+        bus = self._bus
+        assert bus is not None
+        result = self._accept_notification(notification, bus.max_message_bytes)
+        if result.task is None:
+            # A well-formed envelope around something that is not a task.
+            bus._dropped_invalid += 1
+
+    def _begin_bus(self) -> NotificationBus | None:
+        """The bus to start now (its close scheduled before the transport's), or None."""
+        bus = self._bus
+        if bus is None or self._bus_started or self._closed:
+            return None
+        self._bus_started = True
+        self._on_close(self._close_bus)
+        return bus
+
+    async def _start_bus(self) -> None:
+        """Subscribe the bus (``async with``): subscribed, or retrying, once this returns."""
+        bus = self._begin_bus()
+        if bus is not None:
+            await bus.start(self._on_bus_message)
+
+    def _start_bus_soon(self) -> None:
+        """Subscribe the bus of a client used without ``async with`` (at its first wait)."""
+        bus = self._begin_bus()
+        if bus is not None:
+            self._spawn_bus(bus.start(self._on_bus_message))
+
+    def _spawn_bus(self, work: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._bus_tasks.add(task)
+        task.add_done_callback(self._bus_task_done)
+
+    def _bus_task_done(self, task: asyncio.Task[Any]) -> None:
+        self._bus_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("the notification bus failed", exc_info=task.exception())
+
+    async def _close_bus(self) -> None:
+        """Let pending publishes finish (each bounded by the bus), then close the bus."""
+        assert self._bus is not None
+        try:
+            if self._bus_tasks:
+                await asyncio.wait(set(self._bus_tasks), timeout=_BUS_CLOSE_WAIT)
+        finally:
+            for task in list(self._bus_tasks):
+                task.cancel()
+            await self._bus.aclose()
 
     # -- queries ---------------------------------------------------------------------
 

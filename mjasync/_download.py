@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import errno as errno_codes
-import functools
 import hashlib
 import logging
 import os
@@ -539,12 +538,11 @@ async def _fetch_once(
             expected = None  # the length of the compressed body, not of what is read
         target = directory / f"{stem}{suffix}"
         _inside(directory, target)
+        # Created on the event loop (one open() call), not in a worker thread: a
+        # cancellation landing during an awaited creation would lose the file's name and
+        # descriptor before the cleanup below could see them.
         with _local("create a temporary file in", directory):
-            fd, temp_name = await anyio.to_thread.run_sync(
-                functools.partial(
-                    tempfile.mkstemp, prefix=f".{stem}.", suffix=".part", dir=directory
-                )
-            )
+            fd, temp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".part", dir=directory)
         temp = Path(temp_name)
         handle = os.fdopen(fd, "wb")
         try:

@@ -108,21 +108,27 @@ Accept = Callable[[bytes, int], NotificationResult]
 
 
 def aiohttp_handler(
-    accept: Accept, expected: Callable[[], str], max_bytes: int = MAX_NOTIFICATION_BYTES
+    accept: Accept,
+    expected: Callable[[], str],
+    max_bytes: int = MAX_NOTIFICATION_BYTES,
+    *,
+    refused: Callable[[NotificationResult], object] | None = None,
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """An aiohttp request handler that feeds ``accept(body, max_bytes)``.
 
     The token is compared once, here, before the body is read (a refused request gets
     401/403 and nothing is buffered); the body is read with a hard cap. *accept* gets
-    only bodies that carried the right token.
+    only bodies that carried the right token; *refused* sees each refusal.
     """
     from aiohttp import web
 
     async def webhook_handler(request: web.Request) -> web.StreamResponse:
         token = request.query.get("token")
-        refused = check_token(expected(), token)
-        if refused is not None:
-            return web.Response(status=refused.status, text=refused.reason)
+        refusal = check_token(expected(), token)
+        if refusal is not None:
+            if refused is not None:
+                refused(refusal)
+            return web.Response(status=refusal.status, text=refusal.reason)
         length = request.content_length
         if length is not None and length > max_bytes:
             return web.Response(status=413, text=f"body larger than {max_bytes} bytes")

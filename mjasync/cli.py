@@ -1,4 +1,4 @@
-"""The ``mjasync`` command line: demo, simulator, imagine, action, task, seed and batch.
+"""The ``mjasync`` command line: demo, simulator, imagine, action, task, seed, download, batch.
 
 Exit codes (also in ``mjasync --help``): 0 ok; 1 some jobs (or the task) failed or
 have an unknown outcome; 2 usage or configuration error; 3 API, authentication or
@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import math
+import os
 import re
 import signal
 import sys
@@ -22,23 +23,30 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 import anyio
+import attrs
 
 from . import __about__
 from ._chains import gather_chains
 from ._client import Client
+from ._download import MediaKind, file_stem
 from ._errors import (
     APIError,
+    AuthenticationError,
     ButtonNotFoundError,
+    ConnectError,
     InvalidRequestError,
     MJError,
     ModalRequiredError,
+    RouteNotFoundError,
     TaskError,
     TaskTimeoutError,
     TransportError,
 )
+from ._glossary import with_english
 from ._images import DEFAULT_MAX_IMAGE_BYTES
 from ._models import Task
 from ._poll import PollPolicy
+from ._responses import _auth_shape
 from ._retry import RetryPolicy
 from .bulk import (
     BulkEvent,
@@ -46,10 +54,12 @@ from .bulk import (
     BulkRunner,
     InputError,
     Job,
+    UnreachableError,
     check_jobs,
     load_jobs,
     parse_actions,
 )
+from .bulk._reach import host_in, unreachable_reason
 
 __all__ = [
     "EXIT_API",
@@ -67,6 +77,8 @@ EXIT_USAGE = 2
 EXIT_API = 3
 EXIT_INTERRUPTED = 130
 
+_AUTH_STYLES = ("bearer", "authorization", "mj-api-secret")
+
 _EPILOG = """\
 configuration: flags, else the environment: MJ_BASE_URL, MJ_API_KEY, MJ_AUTH.
 -v/--verbose shows the library's log: requests, retries, back-offs (never the key).
@@ -80,6 +92,9 @@ exit codes:
 
 start here:  mjasync demo
 """
+
+# The simulator's dialects (mjasync.simulator.DIALECTS), without importing the server.
+DEMO_DIALECTS = ("plus", "oss", "trueai", "newapi")
 
 DEMO_PROMPTS = (
     ("a red fox in the snow, watercolor --ar 3:2", "U1,U2,U3,U4"),
@@ -166,14 +181,15 @@ class _Out:
         if not self.json:
             print(line, file=self.stderr)
 
-    def error(self, message: str, details: Sequence[str] = ()) -> None:
-        print(f"mjasync: error: {message}", file=self.stderr)
-        for line in details:
+    def error(self, report: _ErrorReport) -> None:
+        print(f"mjasync: error: {report.message}", file=self.stderr)
+        for line in report.details:
             print(f"  {line}", file=self.stderr)
         if self.json:
-            data: dict[str, Any] = {"ok": False, "error": message}
-            if details:
-                data["problems"] = list(details)
+            data: dict[str, Any] = {"ok": False, "error": report.message}
+            if report.details:
+                data[report.details_key] = list(report.details)
+            data.update(report.extra)
             print(json.dumps(data, ensure_ascii=False), file=self.stdout)
 
 
@@ -492,14 +508,15 @@ async def _cmd_imagine(args: argparse.Namespace, out: _Out) -> int:
                 submission, timeout=args.wait_timeout, on_progress=bars.callback("imagine")
             )
             if args.out:
-                files.append(await mj.download(grid, args.out, filename=f"{grid.id}-grid"))
+                name = file_stem(grid, prefix="grid")
+                files.append(await mj.download(grid, args.out, filename=name))
 
             async def press(button: str) -> tuple[Task, Path | None]:
                 task = await mj.run_action(
                     grid, button, timeout=args.wait_timeout, on_progress=bars.callback(button)
                 )
                 # Download inside the chain: result URLs expire.
-                name = f"{task.id}-{button}"
+                name = file_stem(task, prefix=button)
                 path = await mj.download(task, args.out, filename=name) if args.out else None
                 return task, path
 
@@ -557,7 +574,10 @@ async def _cmd_action(args: argparse.Namespace, out: _Out) -> int:
                     "remix): press it again with --prompt TEXT (and --mask FILE for vary_region)"
                 )
                 raise TaskError(error.task, msg) from None
-        files = [await mj.download(task, args.out)] if args.out else []
+        files: list[Path] = []
+        if args.out:
+            name = file_stem(task, prefix=_button_label(parent, args.button))
+            files.append(await mj.download(task, args.out, filename=name))
     out.result(
         {"ok": True, "task": _task_dict(task), "files": [str(f) for f in files]},
         [f"task {task.id}: {task.status}", f"image: {task.image_url}"]
@@ -566,9 +586,39 @@ async def _cmd_action(args: argparse.Namespace, out: _Out) -> int:
     return EXIT_OK
 
 
+def _button_label(parent: Task, key: str) -> str:
+    """The button's stable name (``V2``, ``upscale_subtle``) for file names, else *key*."""
+    try:
+        return parent.button(key).name or key
+    except ButtonNotFoundError:
+        return key
+
+
+async def _cmd_download(args: argparse.Namespace, out: _Out) -> int:
+    async with _client(args) as mj:
+        task = await mj.fetch(args.task_id)
+        kind: MediaKind | None = "video" if args.video else None
+        path = await mj.download(task, args.out, kind=kind, filename=file_stem(task))
+    out.result(
+        {"ok": True, "task": _task_dict(task), "files": [str(path)]},
+        [f"saved {path}"],
+    )
+    return EXIT_OK
+
+
 async def _cmd_task(args: argparse.Namespace, out: _Out) -> int:
     async with _client(args) as mj:
         if args.wait:
+            # One fetch first: a wrong base URL, key or host fails now, not after the
+            # whole --wait-timeout of quiet polling. Anything else is the wait's to judge:
+            # an unknown id gets its short grace (a relay may not list a task it accepted
+            # a moment ago), a 5xx its retries.
+            try:
+                await mj.fetch(args.task_id)
+            except MJError as error:
+                wrong = isinstance(error, RouteNotFoundError | AuthenticationError)
+                if wrong or unreachable_reason(error) is not None:
+                    raise
             with _TaskBars(out) as bars:
                 try:
                     task = await mj.await_task(
@@ -603,15 +653,18 @@ async def _explain_timeout(mj: Client, args: argparse.Namespace, error: TaskTime
     with anyio.move_on_after(min(5.0, args.timeout)):
         try:
             await mj.fetch(args.task_id)
+        except RouteNotFoundError:
+            raise
         except (TransportError, APIError) as failure:
             if (
                 isinstance(failure, TransportError)
                 or failure.status is None
                 or (failure.status >= 500)
             ):
+                why = _unreachable_text(failure) or str(failure)
                 raise ServerUnreachableError(
                     f"task {args.task_id} did not finish within {args.wait_timeout:g} s: "
-                    f"the server stopped answering ({failure})"
+                    f"the server stopped answering ({why})"
                 ) from None
         except MJError:
             return
@@ -646,6 +699,7 @@ async def _run_batch(
         return await BulkRunner(mj, out_dir, **options).run(jobs)
     with _BulkDisplay(out, len(jobs)) as display:
         runner = BulkRunner(mj, out_dir, on_event=display, **options)
+        failure: Exception | None = None
         async with anyio.create_task_group() as group:
 
             async def heartbeat() -> None:
@@ -654,8 +708,15 @@ async def _run_batch(
                     display.tick()
 
             group.start_soon(heartbeat)
-            report = await runner.run(jobs)
+            try:
+                report = await runner.run(jobs)
+            except Exception as error:
+                # Raised out here, not wrapped in the task group's ExceptionGroup: a run
+                # that stops (bad key, wrong URL, server gone) is one line, not a traceback.
+                failure = error
             group.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
     return report
 
 
@@ -718,9 +779,11 @@ async def _cmd_demo(args: argparse.Namespace, out: _Out) -> int:
     jobs_file = _prepare_demo(out_dir)
     jobs = await _checked_jobs(jobs_file)
     async with Simulator(
-        dialect="plus", time_scale=args.time_scale, seed=1, slots=6, queue_size=24
+        dialect=args.dialect, time_scale=args.time_scale, seed=1, slots=6, queue_size=24
     ) as sim:
-        out.note(f"simulator listening on {sim.base_url} (time scale {args.time_scale})")
+        out.note(
+            f"simulator ({args.dialect}) listening on {sim.base_url} (time scale {args.time_scale})"
+        )
         poll = PollPolicy(interval=0.3, max_interval=1.0, first_poll=0.2)
         async with Client(sim.base_url, "demo-key", poll=poll) as mj:
             report = await _run_batch(
@@ -734,10 +797,7 @@ async def _cmd_demo(args: argparse.Namespace, out: _Out) -> int:
 
 
 def _demo_summary(report: BulkReport, jobs: Sequence[Job], out: _Out) -> None:
-    by_job: dict[str, list[str]] = {job.key: [] for job in jobs}
-    for path in report.files:
-        key = path.stem.rsplit("-", 1)[0]
-        by_job.setdefault(key, []).append(path.name)
+    by_job = report.job_files
     if HAVE_RICH:
         table = Table(title="mjasync demo", title_justify="left")
         for column in ("job", "prompt", "result", "images"):
@@ -764,10 +824,9 @@ def _cmd_simulator(argv: Sequence[str]) -> int:
     from .simulator.__main__ import serve
 
     if {"-h", "--help"} & set(argv):
-        # The simulator's own parser, shown under this command's name and with defaults.
+        # The simulator's own parser (every default shown), under this command's name.
         parser = simulator_parser()
         parser.prog = "mjasync simulator"
-        parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
         parser.print_help(sys.stdout)
         return EXIT_OK
     return serve(list(argv))
@@ -805,7 +864,7 @@ def _common_options(suppress: bool) -> _Parser:
     group.add_argument("--api-key", default=default, help="the key (prefer MJ_API_KEY)")
     group.add_argument(
         "--auth",
-        choices=("bearer", "authorization", "mj-api-secret"),
+        choices=_AUTH_STYLES,
         default=default,
         help="how the key is sent (default bearer)",
     )
@@ -872,7 +931,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--out", default="mjasync-demo-out", help="where images go")
     demo.add_argument(
-        "--time-scale", type=_positive_float, default=0.6, help="simulated seconds per second"
+        "--time-scale",
+        type=_positive_float,
+        default=0.6,
+        help="real seconds per simulated second (default 0.6)",
+    )
+    demo.add_argument(
+        "--dialect",
+        choices=DEMO_DIALECTS,
+        default="plus",
+        help="which server the simulator plays: plus (midjourney-proxy-plus, the default), "
+        "oss (novicezk's midjourney-proxy), trueai or newapi (the new-api relay)",
     )
     sub.add_parser(
         "simulator",
@@ -906,6 +975,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     seed = sub.add_parser("seed", help="print a finished task's seed", parents=common)
     seed.add_argument("task_id")
+
+    download = sub.add_parser(
+        "download",
+        help="save a finished task's image (or video) as DIR/<task id>.<ext>",
+        parents=common,
+    )
+    download.add_argument("task_id")
+    download.add_argument("--out", required=True, help="the directory to save into")
+    download.add_argument(
+        "--video", action="store_true", help="save the video (default: a VIDEO task's video)"
+    )
 
     batch = sub.add_parser(
         "batch",
@@ -942,6 +1022,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, _Out], Coroutine[Any, Any, in
     "action": _cmd_action,
     "task": _cmd_task,
     "seed": _cmd_seed,
+    "download": _cmd_download,
     "batch": _cmd_batch,
 }
 
@@ -969,17 +1050,163 @@ def _cli_words(message: str) -> str:
     return _PARAMETER.sub(flag, message)
 
 
-def _describe_error(error: BaseException) -> tuple[str, list[str]]:
-    """The one-line message (and, for a bad jobs file, every problem) to print."""
+@attrs.frozen
+class _ErrorReport:
+    """What the CLI prints for a failure: one line, then indented details (and JSON)."""
+
+    message: str
+    details: tuple[str, ...] = ()
+    details_key: str = "hints"
+    extra: dict[str, Any] = attrs.field(factory=dict)
+
+
+_WHERE = re.compile(r"^([A-Z]+) (\S+?):? ")
+_CHECK_URL = "check --base-url or MJ_BASE_URL"
+# Routes every midjourney-proxy serves: a miss on one of them means there is none.
+_CORE_ROUTE = re.compile(r"^/(submit/imagine|task/[^/]+/fetch|task/list-by-condition)$")
+
+
+def _api_root(url: str) -> tuple[str, str]:
+    """``(API root, route)`` of a request URL: ``("http://h/mj", "/task/1/fetch")``."""
+    cut = url.rfind("/mj/")
+    if cut < 0:
+        return url, ""
+    return url[: cut + 3], url[cut + 3 :]
+
+
+def _answer_shape(body: object) -> str:
+    if body is None or body == "":
+        return "an empty answer"
+    if isinstance(body, str):
+        return "a web page" if body.lstrip().startswith("<") else "text, not the proxy's JSON"
+    return "JSON that is not the proxy's"
+
+
+def _route_report(error: RouteNotFoundError) -> _ErrorReport:
+    """#9.4: a base URL with no proxy behind it reads as that, in one line."""
+    match = _WHERE.match(error.message)
+    method = match.group(1) if match else ""
+    url = error.url or (match.group(2) if match else "")
+    root, route = _api_root(url)
+    answered = f"{method} {url}".strip() + (
+        f" answered HTTP {error.status} with {_answer_shape(error.body)}"
+    )
+    if _CORE_ROUTE.match(route):
+        message = f"no midjourney-proxy API at {root}: {answered}; {_CHECK_URL}"
+    else:
+        message = (
+            f"this server has no {method} /mj{route}: {answered}; {_CHECK_URL}, or whether "
+            "this server supports it (relays such as new-api serve only some routes)"
+        )
+    return _ErrorReport(message, extra={"url": url, "status": error.status})
+
+
+def _auth_choice(args: argparse.Namespace | None, style: str) -> str:
+    """How *style* was chosen, in the user's terms: a flag, the environment or the default."""
+    if args is not None and getattr(args, "auth", None):
+        return f"--auth {style}"
+    if os.environ.get("MJ_AUTH"):
+        return f"MJ_AUTH={style}"
+    return f"--auth {style}, the default"
+
+
+def _auth_in_effect(args: argparse.Namespace | None) -> str:
+    flag = getattr(args, "auth", None) if args is not None else None
+    return str(flag or os.environ.get("MJ_AUTH") or "bearer")
+
+
+def _auth_report(error: AuthenticationError, args: argparse.Namespace | None) -> _ErrorReport:
+    """#9.3: which header carried the key, and which --auth the server's answer points to."""
+    status = error.status or 401
+    match = _WHERE.match(error.message)
+    where = f"{match.group(1)} {match.group(2)} " if match else ""
+    said = f": {with_english(error.description)}" if error.description else " with an empty body"
+    message = f"authentication failed: {where}answered HTTP {status}{said}"
+    shape, reads = _auth_shape(status, error.body)
+    style = error.auth_style
+    details: list[str] = []
+    if style is None:
+        details.append("no API key was sent: pass --api-key or set MJ_API_KEY")
+    else:
+        header = (
+            "Authorization: Bearer <key>" if style == "bearer" else f"{error.auth_header}: <key>"
+        )
+        details.append(f'the key was sent as "{header}" ({_auth_choice(args, style)})')
+    if shape:
+        details.append(shape)
+    suggested = [s for s in error.suggested_auth if s != style]
+    flags = " or ".join(f"--auth {s}" for s in suggested)
+    if suggested and style is None:
+        if suggested[0] != _auth_in_effect(args):
+            details.append(
+                f"add --auth {suggested[0]} (or MJ_AUTH={suggested[0]}): this server reads "
+                "the key that way"
+            )
+    elif suggested:
+        details.append(f"try {flags} (or MJ_AUTH={suggested[0]})")
+    elif style is not None and reads:
+        details.append(
+            "the key went where this server looks for it: check the key itself "
+            "(--api-key or MJ_API_KEY)"
+        )
+    elif style is not None:
+        others = " or ".join(f"--auth {s}" for s in _AUTH_STYLES if s != style)
+        details.append(f"check the key (--api-key or MJ_API_KEY), or send it with {others}")
+    extra = {
+        "auth": {
+            "sent": style,
+            "header": error.auth_header,
+            "suggested": list(error.suggested_auth),
+        }
+    }
+    return _ErrorReport(message, tuple(details), extra=extra)
+
+
+def _unreachable_text(error: BaseException) -> str | None:
+    """``cannot reach HOST: REASON`` for a connection that never got through, else None."""
+    reason = unreachable_reason(error)
+    if reason is None:
+        return None
+    return f"cannot reach {host_in(error, 'the server')}: {reason}"
+
+
+_RERUN = (
+    "the batch stopped; rerun the same command once fixed: finished work is kept and the "
+    "jobs not sent are sent normally, no flag needed"
+)
+
+
+def _describe_error(error: BaseException, args: argparse.Namespace | None = None) -> _ErrorReport:
+    """The one-line message, and the lines under it, to print for *error*."""
+    batch = args is not None and getattr(args, "command", None) == "batch"
     if isinstance(error, InputError) and len(error.problems) > 1:
         count = len(error.problems)
-        return f"{count} problems in the jobs; nothing was submitted", list(error.problems)
+        message = f"{count} problems in the jobs; nothing was submitted"
+        return _ErrorReport(message, tuple(error.problems), details_key="problems")
     if isinstance(error, InputError):
-        return f"{error.problems[0]} (nothing was submitted)", []
+        return _ErrorReport(f"{error.problems[0]} (nothing was submitted)")
+    if isinstance(error, AuthenticationError):
+        report = _auth_report(error, args)
+        return attrs.evolve(report, details=(*report.details, _RERUN)) if batch else report
+    if isinstance(error, RouteNotFoundError):
+        report = _route_report(error)
+        return attrs.evolve(report, details=(_RERUN,)) if batch else report
+    if isinstance(error, UnreachableError):
+        hint = (
+            f"{_CHECK_URL}, and --timeout (the server never answered within it)"
+            if error.maybe_sent
+            else f"{_CHECK_URL}, and that the server is running"
+        )
+        return _ErrorReport(str(error), (hint,), extra={"host": error.host})
+    if isinstance(error, ConnectError):
+        text = _unreachable_text(error)
+        if text is not None:
+            message = f"{text} ({_CHECK_URL}, and that the server is running; nothing was sent)"
+            return _ErrorReport(message)
     text = str(error) or type(error).__name__
     if isinstance(error, InvalidRequestError):
         text = _cli_words(text)
-    return text, []
+    return _ErrorReport(text)
 
 
 @contextmanager
@@ -1063,16 +1290,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_interruptible(command(args, out)))
         except KeyboardInterrupt:
             hint = "; rerun the same command to resume" if args.command == "batch" else ""
-            out.error(f"interrupted{hint}")
+            out.error(_ErrorReport(f"interrupted{hint}"))
             return EXIT_INTERRUPTED
         except (MJError, UsageError, ServerUnreachableError) as error:
             # Before OSError: TaskTimeoutError is a TimeoutError, TransportError a
             # ConnectionError, and both are OSErrors that are not about a local file.
-            message, details = _describe_error(error)
-            out.error(message, details)
+            out.error(_describe_error(error, args))
             return _exit_code(error)
         except OSError as error:
-            out.error(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "))
+            text = f"{error.strerror or error}: {error.filename or ''}".rstrip(": ")
+            out.error(_ErrorReport(text))
             return EXIT_USAGE
 
 

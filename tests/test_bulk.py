@@ -205,13 +205,9 @@ async def test_queue_full_pushes_back_and_every_job_still_finishes(tmp_path: Pat
     """A one-slot server with a one-task queue refuses most submits; none is lost or doubled."""
     async with (
         Simulator(dialect="plus", time_scale=0.002, seed=3, slots=1, queue_size=1) as sim,
-        # queue_full_wait=0: the runner's own backpressure handles the refusals here.
+        # The client's default queue_full_wait: the runner bypasses its gate.
         mjasync.Client(
-            sim.base_url,
-            "key",
-            poll=FAST_POLL,
-            retry=mjasync.RetryPolicy(attempts=1),
-            queue_full_wait=0,
+            sim.base_url, "key", poll=FAST_POLL, retry=mjasync.RetryPolicy(attempts=1)
         ) as mj,
     ):
         events: list[BulkEvent] = []
@@ -239,13 +235,9 @@ async def test_a_concurrency_far_above_what_the_server_admits_adapts_instead_of_
     """
     async with (
         Simulator(dialect="plus", time_scale=0.002, seed=5, slots=1, queue_size=1) as sim,
-        # queue_full_wait=0: the refusals reach the runner's own adaptive limit.
+        # The client's default queue_full_wait: the runner bypasses its gate.
         mjasync.Client(
-            sim.base_url,
-            "key",
-            poll=FAST_POLL,
-            retry=mjasync.RetryPolicy(attempts=1),
-            queue_full_wait=0,
+            sim.base_url, "key", poll=FAST_POLL, retry=mjasync.RetryPolicy(attempts=1)
         ) as mj,
     ):
         events: list[BulkEvent] = []
@@ -260,22 +252,33 @@ async def test_a_concurrency_far_above_what_the_server_admits_adapts_instead_of_
     assert backoffs, "the server never pushed back: the test lost its point"
     assert all(event.delay == 0 for event in backoffs)
     assert all(1 <= event.limit <= 12 for event in backoffs)
-    assert min(event.limit for event in backoffs) <= 2  # it learned what the server admits
+    # It learned the server admits far fewer: cut at least twice from 12 (6, then <= 3).
+    # Whether a third cut comes depends on which round late refusals were sent in, so
+    # "<= 2" failed about one run in five (on main too).
+    assert min(event.limit for event in backoffs) <= 3
     assert any(event.kind == "task_queued" for event in events)
     # The first burst is refused (free, unpaid answers); after it, few more are.
     assert sim.requests["POST /mj/submit/imagine"] - 12 < 2 * 12
 
 
 class _Flaky(mjasync.AiohttpTransport):
-    """Fails chosen imagine submits: before sending (connect) or after (answer lost)."""
+    """Fails chosen imagine submits: before sending (connect) or after (answer lost).
 
-    def __init__(self, *, connect_failures: int = 0, lost_answers: int = 0) -> None:
+    The first *after* imagine submits go through untouched: a run stops at a failure
+    that comes before the server ever answered (see test_unreachable_* below).
+    """
+
+    def __init__(self, *, connect_failures: int = 0, lost_answers: int = 0, after: int = 0) -> None:
         super().__init__()
         self.connect_failures = connect_failures
         self.lost_answers = lost_answers
+        self.after = after
 
     async def send(self, request: Request) -> Response:
         if request.url.endswith("/submit/imagine"):
+            if self.after:
+                self.after -= 1
+                return await super().send(request)
             if self.connect_failures:
                 self.connect_failures -= 1
                 raise ConnectError("could not connect: refused")
@@ -287,15 +290,18 @@ class _Flaky(mjasync.AiohttpTransport):
 
 
 async def test_a_submit_that_never_left_is_resent(sim: Simulator, tmp_path: Path) -> None:
-    """A connect failure proves non-delivery: the runner sends again, one task results."""
-    transport = _Flaky(connect_failures=2)
+    """A connect failure proves non-delivery: the runner sends again, one task per job."""
+    transport = _Flaky(connect_failures=2, after=1)
     retry = mjasync.RetryPolicy(attempts=1)
     async with mjasync.Client(
         sim.base_url, "key", poll=FAST_POLL, retry=retry, transport=transport
     ) as mj:
-        report = await run_bulk(mj, parse_jobs(["a fox"]), tmp_path, **FAST)
+        report = await run_bulk(
+            mj, parse_jobs(["a fox", "a wolf"]), tmp_path, concurrency=1, **FAST
+        )
     assert report.ok
-    assert len(sim.tasks) == 1
+    assert transport.connect_failures == 0
+    assert len(sim.tasks) == 2
 
 
 async def test_a_lost_answer_is_unknown_and_never_silently_resent(
@@ -304,9 +310,9 @@ async def test_a_lost_answer_is_unknown_and_never_silently_resent(
     """The server made a task but the answer was lost: report unknown, don't pay twice."""
     jobs = parse_jobs(["a fox", "a wolf"])
     async with mjasync.Client(
-        sim.base_url, "key", poll=FAST_POLL, transport=_Flaky(lost_answers=1)
+        sim.base_url, "key", poll=FAST_POLL, transport=_Flaky(lost_answers=1, after=1)
     ) as mj:
-        report = await run_bulk(mj, jobs, tmp_path, recover=False, **FAST)
+        report = await run_bulk(mj, jobs, tmp_path, recover=False, concurrency=1, **FAST)
     assert len(report.unknown) == 1
     assert len(report.done) == 1
     (reason,) = report.unknown.values()
@@ -325,9 +331,9 @@ async def test_a_lost_answer_is_recovered_by_its_state_tag(sim: Simulator, tmp_p
     """With GET /mj/task/list, the task behind a lost answer is found by state and finished."""
     jobs = parse_jobs(["a fox", "a wolf"])
     async with mjasync.Client(
-        sim.base_url, "key", poll=FAST_POLL, transport=_Flaky(lost_answers=1)
+        sim.base_url, "key", poll=FAST_POLL, transport=_Flaky(lost_answers=1, after=1)
     ) as mj:
-        report = await run_bulk(mj, jobs, tmp_path, **FAST)
+        report = await run_bulk(mj, jobs, tmp_path, concurrency=1, **FAST)
     assert report.ok, report.to_dict()
     assert len(sim.tasks) == 2  # recovered, not resubmitted
     assert sim.requests["POST /mj/submit/imagine"] == 2
@@ -363,16 +369,22 @@ async def test_a_retried_step_whose_answer_is_lost_recovers_the_new_task(
         first = await run_bulk(mj, jobs, tmp_path, **FAST)
     assert first.failed
     (failed_task,) = sim.tasks.values()
+    # A job that is answered first (the server is known to be up), then the retried one.
+    jobs = [*parse_jobs(["a wolf"]), *jobs]
     async with mjasync.Client(
-        sim.base_url, "key", poll=FAST_POLL, transport=_Flaky(lost_answers=1)
+        sim.base_url, "key", poll=FAST_POLL, transport=_Flaky(lost_answers=1, after=1)
     ) as mj:
-        retried = await run_bulk(mj, jobs, tmp_path, retry_failed=True, **FAST)
+        retried = await run_bulk(mj, jobs, tmp_path, retry_failed=True, concurrency=1, **FAST)
     assert retried.ok, retried.to_dict()
-    assert len(sim.tasks) == 2
-    (new_task,) = (task for task in sim.tasks.values() if task.id != failed_task.id)
+    assert len(sim.tasks) == 3
+    (new_task,) = (
+        task for task in sim.tasks.values() if task.id != failed_task.id and "fox" in task.prompt
+    )
     assert new_task.state != failed_task.state
     with sqlite3.connect(retried.journal) as db:
-        (task_id,) = db.execute("SELECT task_id FROM steps WHERE step = 'imagine'").fetchone()
+        (task_id,) = db.execute(
+            "SELECT task_id FROM steps WHERE step = 'imagine' AND job_key = ?", (jobs[1].key,)
+        ).fetchone()
     assert task_id == new_task.id
 
 
@@ -508,3 +520,50 @@ def test_run_bulk_spells_out_every_runner_option() -> None:
         assert ours[name].kind is inspect.Parameter.KEYWORD_ONLY
         assert ours[name].default == parameter.default, name
         assert ours[name].annotation == parameter.annotation, name
+
+
+# -- file names --------------------------------------------------------------------------
+
+
+async def test_files_are_named_by_job_step_and_task(
+    sim: Simulator, mj: mjasync.Client, tmp_path: Path
+) -> None:
+    """``file_stem(task, prefix="<key>-<step>")``; ``job_files`` lists each job's, in order."""
+    jobs = [Job(key="fox", prompt="a fox", actions=("U1", "V2"))]
+    report = await run_bulk(mj, jobs, tmp_path, **FAST)
+    assert report.ok, report.to_dict()
+    with sqlite3.connect(report.journal) as db:
+        ids = dict(db.execute("SELECT step, task_id FROM steps WHERE job_key = 'fox'"))
+    names = [f"fox-{step}-{ids[step]}.png" for step in ("imagine", "U1", "V2")]
+    assert [path.name for path in report.job_files["fox"]] == names
+    assert [path.name for path in report.files] == names
+    assert mjasync.file_stem(ids["U1"], prefix="fox-U1") == f"fox-U1-{ids['U1']}"
+    assert report.to_dict()["job_files"] == {"fox": [str(p) for p in report.job_files["fox"]]}
+
+
+async def test_files_of_a_journal_from_before_the_new_names_are_found(
+    sim: Simulator, mj: mjasync.Client, tmp_path: Path
+) -> None:
+    """mjasync 0.1 saved ``<key>-<step>.png``: a rerun keeps those files, downloads nothing.
+
+    Whether the journal recorded the old path, or the process died between saving the
+    file and recording it.
+    """
+    jobs = [Job(key="fox", prompt="a fox", actions=("U1",))]
+    first = await run_bulk(mj, jobs, tmp_path, **FAST)
+    assert first.ok
+    journal = first.journal
+    with sqlite3.connect(journal) as db:
+        for step, path in list(db.execute("SELECT step, path FROM steps")):
+            old = tmp_path / f"fox-{step}.png"
+            Path(path).rename(old)  # noqa: ASYNC240 - a test set-up
+            recorded = str(old) if step == "imagine" else None  # U1: lost in a crash
+            db.execute("UPDATE steps SET path = ? WHERE step = ?", (recorded, step))
+    sim.reset_counters()
+    again = await run_bulk(mj, jobs, tmp_path, **FAST)
+    assert again.ok, again.to_dict()
+    assert [p.name for p in again.job_files["fox"]] == ["fox-imagine.png", "fox-U1.png"]
+    assert not any(route.startswith("GET /sim/images") for route in sim.requests)
+    assert sim.requests["POST /mj/submit/imagine"] == 0
+    assert sim.requests["POST /mj/submit/action"] == 0
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["fox-U1.png", "fox-imagine.png"]  # noqa: ASYNC240 - a test check

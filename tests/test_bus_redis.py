@@ -10,26 +10,16 @@ import asyncio
 import gc
 import json
 import logging
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from _redis import PASSWORD, RedisServer, free_port, in_ci
 
 from mjasync._bus import RedisBus
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
-
 
 try:
     import redis.asyncio as redis_asyncio
@@ -38,7 +28,6 @@ except ImportError:
         raise
     pytest.skip("redis-py is not installed (pip install 'mjasync[redis]')", allow_module_level=True)
 
-PASSWORD = "s3cret-pw"
 CHANNEL = "test:notifications"
 # Small settings so an outage and a reconnect take milliseconds, not seconds.
 FAST: dict[str, Any] = {
@@ -51,94 +40,6 @@ FAST: dict[str, Any] = {
     "backoff": 0.01,
     "max_backoff": 0.04,
 }
-
-
-class RedisServer:
-    """One redis-server process on 127.0.0.1, with a password, no persistence."""
-
-    def __init__(self, exe: str, port: int, workdir: Path) -> None:
-        self.exe = exe
-        self.port = port
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://:{PASSWORD}@127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                self.exe,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--requirepass", PASSWORD,
-                "--dir", str(self.workdir),
-                "--loglevel", "warning",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )  # fmt: skip
-        deadline = time.monotonic() + 5
-        while not self._answers():
-            if self.process.poll() is not None:
-                stderr = self.process.stderr.read() if self.process.stderr else b""
-                pytest.fail(f"redis-server exited: {stderr.decode(errors='replace')}")
-            if time.monotonic() > deadline:
-                pytest.fail("redis-server did not answer PING within 5 s")
-            time.sleep(0.005)
-
-    def _answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                sock.sendall(b"PING\r\n")
-                # "-NOAUTH ..." is an answer too: the server is up and wants the password.
-                return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-        if self.process is not None:
-            self.process.wait()
-            if self.process.stderr is not None:
-                self.process.stderr.close()
-
-    def freeze(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A fresh redis-server for one test; killed at teardown, even when thawed mid-test."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        if in_ci():
-            pytest.fail("redis-server is not installed, and CI must run the Redis bus tests")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    server = RedisServer(exe, free_port(), tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        if server.process is not None and server.process.poll() is None:
-            server.thaw()
-        server.kill()
 
 
 async def until(predicate: Callable[[], bool], *, within: float = 2.0) -> float:

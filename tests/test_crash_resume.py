@@ -144,7 +144,17 @@ def test_sigkill_mid_run_then_rerun_pays_once_and_finishes_everything(
     assert stats.get("POST /mj/submit/imagine") == JOBS
     assert stats.get("POST /mj/submit/action") == JOBS * len(BUTTONS)
 
-    expected = {f"job{n}-{step}.png" for n in range(JOBS) for step in ("imagine", *BUTTONS)}
+    with sqlite3.connect(journal) as db:
+        task_ids = {
+            (key, step): task_id
+            for key, step, task_id in db.execute("SELECT job_key, step, task_id FROM steps")
+        }
+    # file_stem(task, prefix="<key>-<step>"): each file names its job, step and task.
+    expected = {
+        f"job{n}-{step}-{task_ids[f'job{n}', step]}.png"
+        for n in range(JOBS)
+        for step in ("imagine", *BUTTONS)
+    }
     images = {p.name for p in out.iterdir() if not p.name.startswith(".")}
     assert images == expected
     for name in expected:

@@ -99,3 +99,15 @@ def test_py_typed_is_in_the_wheel_config() -> None:
     config = tomllib.loads(pyproject.read_text(encoding="utf-8"))
 
     assert config["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"] == ["mjasync"]
+
+
+def test_the_notification_bus_is_public() -> None:
+    """The bus names (#12) are exported, and Client documents its notify_bus= parameter."""
+    from mjasync import _bus
+
+    for name in ("NotificationBus", "RedisBus", "LocalBus", "LocalHub", "BusStats"):
+        assert getattr(mjasync, name) is getattr(_bus, name)
+    assert "notify_bus" in inspect.signature(mjasync.Client).parameters
+    assert mjasync.Client.__doc__ is not None
+    assert "notify_bus:" in mjasync.Client.__doc__
+    assert "MJ_NOTIFY_TOKEN" in mjasync.Client.__doc__

@@ -20,6 +20,7 @@ the first never reached the server.
 
 from ._input import GRID_BUTTONS, InputError, Job, check_jobs, load_jobs, parse_actions, parse_jobs
 from ._journal import Journal, JournalError
+from ._reach import UnreachableError
 from ._runner import BulkEvent, BulkReport, BulkRunner, run_bulk
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "Job",
     "Journal",
     "JournalError",
+    "UnreachableError",
     "check_jobs",
     "load_jobs",
     "parse_actions",

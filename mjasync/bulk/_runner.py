@@ -17,21 +17,24 @@ import anyio.to_thread
 import attrs
 
 from .._client import Client
+from .._download import file_stem
 from .._errors import (
     APIError,
     AuthenticationError,
-    ButtonNotFoundError,
     ConnectError,
     DecodeError,
+    Delivery,
     InvalidRequestError,
     MJError,
     NotFoundError,
     QueueFullError,
     RateLimitError,
-    SubmitRejectedError,
+    RequestTimeoutError,
+    RouteNotFoundError,
     TaskError,
     TaskNotFoundError,
     TaskTimeoutError,
+    delivery_of,
 )
 from .._images import DEFAULT_MAX_IMAGE_BYTES
 from .._models import Submission, Task, TaskStatus
@@ -51,6 +54,7 @@ from ._journal import (
     Journal,
     StepRecord,
 )
+from ._reach import Reach, UnreachableError, host_in, host_of, unreachable_reason
 
 __all__ = ["BulkEvent", "BulkReport", "BulkRunner", "run_bulk"]
 
@@ -64,6 +68,13 @@ _STATUS_RANK: dict[str, int] = {
     TaskStatus.SUBMITTED: 2,
 }
 _LIST_ROUTE_MISSING = frozenset({404, 405, 501})
+# Every suffix `Client.download` may give a file (images, then videos).
+_SAVED_SUFFIXES = (".png", ".jpg", ".webp", ".gif", ".mp4", ".webm", ".mov")
+# Refusals that say "not now": sent again after a pause (see _Flow).
+_NOT_NOW = (QueueFullError, RateLimitError)
+# Answers every other job would get too: the run stops at the first one, and the jobs
+# not yet sent stay unsent, so a rerun once the key or the URL is fixed sends them.
+_STOPS_RUN = (AuthenticationError, RouteNotFoundError)
 
 
 @attrs.frozen
@@ -118,6 +129,8 @@ class BulkReport:
         requests_total: the same, summed over every run of the journal.
         files: every downloaded image of the done jobs.
         lines: key -> input line, for the failed and unknown jobs read from a file.
+        job_files: key -> that job's files (imagine first, then its buttons), for the
+            done jobs; file names are ``<key>-<step>-<task id>`` (see `BulkRunner`).
     """
 
     run_id: str
@@ -133,6 +146,7 @@ class BulkReport:
     files: tuple[Path, ...]
     elapsed: float
     lines: Mapping[str, int] = attrs.field(factory=dict)
+    job_files: Mapping[str, tuple[Path, ...]] = attrs.field(factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -156,6 +170,7 @@ class BulkReport:
             "files": [str(path) for path in self.files],
             "elapsed": round(self.elapsed, 3),
             "lines": dict(self.lines),
+            "job_files": {key: [str(p) for p in paths] for key, paths in self.job_files.items()},
         }
 
 
@@ -166,6 +181,10 @@ class _JobFailed(Exception):
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
+
+
+class _Stopped(Exception):
+    """The run is stopping (`BulkRunner._stop` holds why); this job ends where it is."""
 
 
 class _JobUnknown(Exception):
@@ -276,49 +295,79 @@ class _StateIndex:
         self._fetched = -math.inf
         self._lock = anyio.Lock()
         self._ids: set[str] = set()
+        self._tried = -math.inf
+        self._fresh = False  # the last listing asked for arrived
         self.used = False
 
-    async def find(self, tag: str) -> Task | None:
+    async def find(self, tag: str, *, since: float = math.inf) -> Task | None:
+        """The task tagged *tag* in a listing at most ``max_age`` old, or made after *since*."""
         if not self._available or not tag:
             return None
         async with self._lock:
-            if anyio.current_time() - self._fetched > self._max_age:
+            now = anyio.current_time()
+            # A failed listing is not asked for again at once either: under a flaky
+            # server every lost submit would cost another full list with retries.
+            stale = now - self._fetched > self._max_age or self._fetched < since
+            if stale and (now - self._tried > self._max_age or self._tried < since):
+                self._tried = now
                 await self._refresh()
         return self._by_tag.get(tag)
 
-    async def absent(self, tag: str, known_ids: set[str]) -> bool:
+    async def absent(self, tag: str, known_ids: set[str], *, since: float) -> bool:
         """True when a fresh listing lacks *tag* yet holds every task id in *known_ids*.
 
         A listing that shows every task this journal ever created is complete enough
         to trust its silence about the lost one; a capped or partial listing (trueai
         returns only the latest 100) fails that test and proves nothing.
         """
-        if not known_ids or await self.find(tag) is not None:
+        if not known_ids or await self.find(tag, since=since) is not None:
             return False
-        return self._available and self.used and known_ids <= self._ids
+        # Only a listing fetched after *since* may prove absence: an older one may
+        # predate the lost submit's arrival.
+        fresh = self._fresh and self._fetched >= since
+        return self._available and fresh and known_ids <= self._ids
 
     async def _refresh(self) -> None:
-        where = "GET /task/list"
+        client = self._client
+        where = client._where("GET", "/task/list")
 
         def parse(response: Response) -> list[Task]:
             body = read_body(response, where)
             return decode_tasks(body if body is not None else [])
 
+        # The listing counts from when it was asked for: a submit that arrives while it
+        # is being built may or may not be in it.
+        asked = anyio.current_time()
         try:
             # A private call on purpose: listing every task is only worth it for recovery.
-            tasks = await self._client._request("GET", "/task/list", parse)
+            tasks = await client._request("GET", "/task/list", parse)
         except APIError as error:
-            if error.status in _LIST_ROUTE_MISSING or isinstance(error, NotFoundError):
-                logger.info("this server has no GET /mj/task/list; lost submits stay unknown")
+            # A server without the route (a 404/405, new-api's web page) or one that
+            # keeps it from this key will answer the same every time: stop asking.
+            if (
+                error.status in _LIST_ROUTE_MISSING
+                or isinstance(error, NotFoundError | AuthenticationError)
+                or (
+                    delivery_of(error) is Delivery.REJECTED
+                    and not isinstance(error, RateLimitError)
+                )
+            ):
+                logger.info(
+                    "%s is not available (%s); lost submits stay unknown",
+                    where,
+                    type(error).__name__,
+                )
                 self._available = False
             else:
                 logger.warning("could not list tasks to recover lost submits: %s", error)
+            self._fresh = False
             return
         except MJError as error:
             logger.warning("could not list tasks to recover lost submits: %s", error)
+            self._fresh = False
             return
-        self.used = True
-        self._fetched = anyio.current_time()
+        self.used = self._fresh = True
+        self._fetched = asked
         self._ids = {task.id for task in tasks}
         best: dict[str, Task] = {}
         for task in tasks:
@@ -346,25 +395,20 @@ async def _is_file(path: str | None) -> bool:
 def _delivery(error: Exception) -> str:
     """Whether a failed submit reached the server, as a journal status.
 
-    ``NEVER_SENT``: provably no task (never delivered, refused before queueing, or
-    caught by the client before sending); ``REJECTED``: delivered and refused for good;
-    ``UNKNOWN``: a task may exist (a timeout, a 5xx, a dropped connection, a garbled
-    answer). The one place that decides it: round 2 swaps this body for
-    ``mjasync.delivery_of(error)`` (NOT_SENT / REJECTED / MAYBE_SENT).
+    The one place that decides it, from `mjasync.delivery_of`: ``UNKNOWN`` when a task
+    may exist (a timeout, a 5xx, a dropped connection, a garbled answer); ``REJECTED``
+    when the server answered and refused this submit for good (a banned prompt, an
+    unknown parent task); ``NEVER_SENT`` when no task exists and sending again may
+    work: never delivered, caught by the client before sending, refused for now (queue
+    full, 429), or refused for the configuration (the key, a base URL with no proxy
+    behind it), which a rerun with the configuration fixed sends normally.
     """
-    if isinstance(
-        error,
-        QueueFullError
-        | RateLimitError
-        | ConnectError
-        | AuthenticationError
-        | InvalidRequestError
-        | ButtonNotFoundError,
-    ):
+    delivery = delivery_of(error)
+    if delivery is Delivery.MAYBE_SENT:
+        return UNKNOWN
+    if delivery is Delivery.NOT_SENT or isinstance(error, (*_NOT_NOW, *_STOPS_RUN)):
         return NEVER_SENT
-    if isinstance(error, SubmitRejectedError):
-        return REJECTED
-    return UNKNOWN
+    return REJECTED
 
 
 def _pushback(error: BaseException) -> bool:
@@ -405,9 +449,16 @@ class BulkRunner:
     looked up by its ``state`` tag (``GET /mj/task/list``, where the server has it),
     then reported as unknown; *resubmit_unknown* sends it again (which may pay twice).
 
+    An answer every other job would get too stops the run at once: the key refused
+    (`AuthenticationError`), no midjourney-proxy at the base URL (`RouteNotFoundError`),
+    a host that cannot be reached or never answers (`UnreachableError`). The jobs not
+    sent are recorded as never sent, so the same run, once the cause is fixed, sends them
+    normally.
+
     Args:
         client: an open `Client`.
-        out_dir: where images go, as ``<job key>-imagine.png``, ``<job key>-U1.png``...
+        out_dir: where results go, named ``file_stem(task, prefix="<job key>-<step>")``:
+            ``fox-imagine-1748339029401828.png``, ``fox-U1-1748339041337243.png``...
         journal: the SQLite journal (default ``<out_dir>/mjasync-journal.sqlite3``).
         actions: buttons for jobs that name none (``"U1,U2"``, ``"all"`` or a list).
         concurrency: jobs in flight at once; their tasks on the server are at most
@@ -424,6 +475,9 @@ class BulkRunner:
         backoff: the shared pause, in seconds, after a refusal while none of the
             run's tasks is running (it doubles per refusal up to *max_backoff*).
         max_backoff: the longest such pause, in seconds.
+        unreachable_timeout: seconds of nothing but failed connections (refused, DNS,
+            connect timeout) after which a run that reached the server earlier stops
+            with `UnreachableError`; a run that never reached it stops at the first.
         on_event: a plain function called with every `BulkEvent` (progress displays).
 
     Raises:
@@ -447,6 +501,7 @@ class BulkRunner:
         max_submit_attempts: int = 20,
         backoff: float = 1.0,
         max_backoff: float = 60.0,
+        unreachable_timeout: float = 60.0,
         on_event: Callable[[BulkEvent], object] | None = None,
     ) -> None:
         problems = [
@@ -473,6 +528,12 @@ class BulkRunner:
                     _is_number(max_backoff) and max_backoff >= backoff,
                     ">= backoff",
                 ),
+                (
+                    "unreachable_timeout",
+                    unreachable_timeout,
+                    _is_number(unreachable_timeout) and unreachable_timeout >= 0,
+                    ">= 0",
+                ),
             )
             if not ok
         ]
@@ -490,6 +551,8 @@ class BulkRunner:
         self.settle = settle
         self.max_submit_attempts = max_submit_attempts
         self._backoff = (backoff, max_backoff)
+        self.unreachable_timeout = unreachable_timeout
+        self._reach = Reach(unreachable_timeout)
         self._flow = _Flow(concurrency, backoff, max_backoff)
         self._on_event = on_event
         self._index = _StateIndex(client)
@@ -517,6 +580,27 @@ class BulkRunner:
             self._fatal = error
         self._scope.cancel()
 
+    def _unreachable(self, error: BaseException, reason: str, lasted: float) -> UnreachableError:
+        host = host_in(error, host_of(self.client.base_url))
+        if self._reach.answered:
+            when = f"it answered earlier in this run, then refused every attempt for {lasted:.0f} s"
+        else:
+            when = "it never answered this run"
+        msg = (
+            f"cannot reach {host}: {reason} ({when}); the run stopped. Nothing was sent to "
+            "it, so a rerun submits the remaining jobs normally"
+        )
+        return UnreachableError(msg, host=host, reason=reason, maybe_sent=False)
+
+    def _silent_host(self, error: BaseException) -> UnreachableError:
+        host = host_in(error, host_of(self.client.base_url))
+        msg = (
+            f"no answer from {host}: it takes connections but answered nothing this run, "
+            "and a submit timed out; the run stopped. The submits already sent may have "
+            "reached it: their jobs are unknown, and a rerun looks them up first"
+        )
+        return UnreachableError(msg, host=host, reason="no answer", maybe_sent=True)
+
     @property
     def _requests(self) -> int:
         return self.client.requests_sent - self._requests_at_start
@@ -541,6 +625,10 @@ class BulkRunner:
                 images or buttons a grid lacks; ``problems`` lists every one by line.
             mjasync.bulk.JournalError: the journal is unusable or disagrees with the input.
             mjasync.AuthenticationError: the server refused the API key (the run stops).
+            mjasync.RouteNotFoundError: no midjourney-proxy answers at the base URL (a
+                404/405 or a web page for a submit); the run stops, nothing was created.
+            mjasync.bulk.UnreachableError: the server could not be reached (see
+                *unreachable_timeout*); the run stops.
         """
         started = time.monotonic()
         if isinstance(jobs, str | Path):
@@ -558,6 +646,7 @@ class BulkRunner:
         await check_jobs(job_list, name=name, max_image_bytes=limit)
         buttons = max((len(self._actions_of(job)) for job in job_list), default=0)
         self._flow = _Flow(self.concurrency * max(1, buttons), *self._backoff)
+        self._reach = Reach(self.unreachable_timeout)
         self._journal = journal = await Journal.open(self.journal_path)
         outcome = "interrupted"
         try:
@@ -584,6 +673,8 @@ class BulkRunner:
 
             async def worker() -> None:
                 for job in pending:
+                    if self._fatal is not None:
+                        return
                     results[job.key] = await self._run_job(job, records[job.key])
 
             async with anyio.create_task_group() as group:
@@ -615,11 +706,13 @@ class BulkRunner:
         failed: dict[str, str] = {}
         unknown: dict[str, str] = {}
         files: list[Path] = []
+        job_files: dict[str, tuple[Path, ...]] = {}
         for job in jobs:
             status, reason, paths = results[job.key]
             if status in {"done", "skipped"}:
                 done.append(job.key)
                 files.extend(paths)
+                job_files[job.key] = tuple(paths)
                 if status == "skipped":
                     skipped.append(job.key)
             elif status == "unknown":
@@ -640,6 +733,7 @@ class BulkRunner:
             files=tuple(files),
             elapsed=time.monotonic() - started,
             lines={job.key: job.line for job in jobs if job.line and job.key in failed | unknown},
+            job_files=job_files,
         )
 
     # -- one job -------------------------------------------------------------------------
@@ -660,9 +754,11 @@ class BulkRunner:
         self._emit("job_started", job, steps=len(steps))
         try:
             paths = await self._job_steps(job, record, steps)
-        except AuthenticationError as error:
+        except _STOPS_RUN as error:
             self._stop(error)
             return "failed", _describe(error), []
+        except _Stopped:
+            return "failed", "the run stopped", []
         except _JobUnknown as error:
             await self.journal.set_job(job.key, "unknown", error.reason)
             self._emit("job_unknown", job, message=error.reason)
@@ -704,6 +800,7 @@ class BulkRunner:
         grid = await self._step(job, record, IMAGINE, imagine)
         paths[IMAGINE] = await self._download(job, record, IMAGINE, grid)
         problems: list[_JobFailed | _JobUnknown] = []
+        stopped: list[str] = []
 
         async def press(button: str) -> None:
             def submit(tag: str) -> Awaitable[Submission]:
@@ -714,12 +811,17 @@ class BulkRunner:
                 paths[button] = await self._download(job, record, button, task)
             except (_JobFailed, _JobUnknown) as error:
                 problems.append(error)
-            except AuthenticationError as error:
+            except _STOPS_RUN as error:
                 self._stop(error)
+                stopped.append(button)
+            except _Stopped:
+                stopped.append(button)
 
         async with anyio.create_task_group() as group:
             for button in buttons:
                 group.start_soon(press, button)
+        if stopped:
+            raise _Stopped
         # An unknown submit outranks a failure: it is the one that needs a human decision.
         for problem in problems:
             if isinstance(problem, _JobUnknown):
@@ -791,7 +893,7 @@ class BulkRunner:
         age = time.time() - step.updated
         if age < self.settle:
             await anyio.sleep(self.settle - age)
-        return await self._index.absent(step.state_tag, self._known_ids)
+        return await self._index.absent(step.state_tag, self._known_ids, since=anyio.current_time())
 
     async def _submit(
         self,
@@ -810,6 +912,11 @@ class BulkRunner:
             if not flow.has_room():
                 self._emit_flow("task_queued", job, step)
             sent_in = await flow.acquire()
+            if self._fatal is not None:
+                # The send below is shielded, so it is no checkpoint: without this, a
+                # stopping run would go on sending until something else awaited.
+                flow.release()
+                raise _Stopped
             try:
                 status, task_id, error, retry_after = await self._send_once(
                     job.key, step, tag, submit
@@ -827,6 +934,13 @@ class BulkRunner:
             last = _describe(error)
             record.steps[step] = StepRecord(step, status, None, tag, error=last)
             if status == UNKNOWN:
+                if isinstance(error, RequestTimeoutError) and not self._reach.answered:
+                    # Sent, never answered, and nothing else of this run was either: a
+                    # host that takes connections and says nothing. Every further submit
+                    # would be one more that may be paid and stays unknown.
+                    flow.release()
+                    self._stop(self._silent_host(error))
+                    raise _JobUnknown(_unknown_reason(step, last))
                 found = await self._index.find(tag) if self.recover else None
                 if found is None:
                     flow.release()
@@ -842,10 +956,18 @@ class BulkRunner:
                 flow.accepted()
                 record.steps[step] = StepRecord(step, ACCEPTED, found.id, tag)
                 return found.id
-            if status == REJECTED or isinstance(error, AuthenticationError) or not _pushback(error):
+            if isinstance(error, _STOPS_RUN):
                 flow.release()
-                if isinstance(error, AuthenticationError):
-                    raise error
+                self._stop(error)
+                raise _Stopped
+            reason = unreachable_reason(error)
+            lasted = self._reach.give_up() if reason is not None else None
+            if reason is not None and lasted is not None:
+                flow.release()
+                self._stop(self._unreachable(error, reason, lasted))
+                raise _Stopped
+            if status == REJECTED or not _pushback(error):
+                flow.release()
                 if status == REJECTED:
                     raise _JobFailed(f"{step}: {last}", permanent=True)
                 # Refused by the client itself (a bad input, a button the grid lacks):
@@ -897,12 +1019,19 @@ class BulkRunner:
         with anyio.CancelScope(shield=True):
             await journal.step_sending(key, step, tag, self._requests)
             try:
-                submission = await submit(tag)
+                # The runner paces itself (_Flow): a queue-full or 429 answer comes back
+                # at once instead of being waited through by the client's gate, which
+                # still pauses the client's other submits.
+                with self.client.submit_gate.bypass():
+                    submission = await submit(tag)
             except Exception as failed:
                 status, error = _delivery(failed), failed
                 if isinstance(failed, RateLimitError):
                     retry_after = failed.retry_after
+                if isinstance(failed, APIError):
+                    self._reach.answer()
             else:
+                self._reach.answer()
                 task_id = submission.task_id
                 if task_id is None:
                     status = UNKNOWN
@@ -923,6 +1052,7 @@ class BulkRunner:
         current = record.steps.get(step)
 
         def progress(task: Task) -> None:
+            self._reach.answer()
             self._emit("task_progress", job, step, task=task)
 
         try:
@@ -931,7 +1061,7 @@ class BulkRunner:
             )
         except MJError as error:
             reason = f"{step} (task {task_id}): {_describe(error)}"
-            if isinstance(error, AuthenticationError):
+            if isinstance(error, _STOPS_RUN):
                 raise
             if isinstance(error, TaskTimeoutError):
                 raise _JobFailed(f"{reason}; a rerun keeps waiting", permanent=False) from None
@@ -944,6 +1074,7 @@ class BulkRunner:
                     current.status, current.error = FAILED, _describe(error)
                 raise _JobFailed(reason, permanent=True) from None
             raise _JobFailed(f"{reason}; a rerun waits again", permanent=False) from None
+        self._reach.answer()
         self._emit("task_finished", job, step, task=task)
         if current is None or current.status != SUCCESS:
             await self.journal.set_step(
@@ -959,7 +1090,8 @@ class BulkRunner:
         if current.path and await _is_file(current.path):
             return Path(current.path)
         try:
-            path = await self.client.download(task, self.out_dir, filename=f"{job.key}-{step}")
+            name = await self._file_name(job, step, task)
+            path = await self.client.download(task, self.out_dir, filename=name)
         except AuthenticationError:
             raise
         except MJError as error:
@@ -969,6 +1101,19 @@ class BulkRunner:
         current.path = str(path)
         self._emit("downloaded", job, step, task=task, message=str(path))
         return path
+
+    async def _file_name(self, job: Job, step: str, task: Task) -> str:
+        """``file_stem(task, prefix="<key>-<step>")``: ``fox-U1-1748339029401828``.
+
+        Journals of mjasync 0.1 named files ``<key>-<step>`` and record the path, so a
+        rerun finds them; only a file saved just before a crash, whose path the journal
+        never got, is looked for under that old name, so it is not downloaded again.
+        """
+        legacy = f"{job.key}-{step}"
+        for suffix in _SAVED_SUFFIXES:
+            if await anyio.Path(self.out_dir / f"{legacy}{suffix}").is_file():
+                return legacy
+        return file_stem(task, prefix=legacy)
 
 
 async def run_bulk(
@@ -987,6 +1132,7 @@ async def run_bulk(
     max_submit_attempts: int = 20,
     backoff: float = 1.0,
     max_backoff: float = 60.0,
+    unreachable_timeout: float = 60.0,
     on_event: Callable[[BulkEvent], object] | None = None,
 ) -> BulkReport:
     """Run (or resume) a bulk job: ``BulkRunner(client, out_dir, ...).run(jobs)``.
@@ -999,6 +1145,8 @@ async def run_bulk(
         mjasync.bulk.JournalError: the journal is unusable or disagrees with the input.
         mjasync.InvalidRequestError: an option is out of range.
         mjasync.AuthenticationError: the server refused the API key (the run stops).
+        mjasync.RouteNotFoundError: no midjourney-proxy API at the base URL (the run stops).
+        mjasync.bulk.UnreachableError: the server cannot be reached (the run stops).
     """
     runner = BulkRunner(
         client,
@@ -1014,6 +1162,7 @@ async def run_bulk(
         max_submit_attempts=max_submit_attempts,
         backoff=backoff,
         max_backoff=max_backoff,
+        unreachable_timeout=unreachable_timeout,
         on_event=on_event,
     )
     return await runner.run(jobs)

@@ -5,40 +5,127 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import re
 import sys
 
-from ._config import DIALECTS, MIDJOURNEY_PROGRESS, SimulatorConfig
+from ._config import DIALECTS, MIDJOURNEY_PROGRESS, Faults, SimulatorConfig
 from ._server import run_forever
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's default at the end of its help; the description's line breaks kept."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "(default" in text or action.default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        return f"{text} (default: {_shown(action)})"
+
+
+def _shown(action: argparse.Action) -> str:
+    """A default as a user would type it; a flag's is "off"."""
+    value = action.default
+    if action.nargs == 0:
+        return "off"
+    if value is None or value == [] or value == ():
+        return "none"
+    if isinstance(value, tuple):
+        return ",".join(f"{item:g}" for item in value)
+    return str(value)
+
+
+_DESCRIPTION = """\
+Serve an offline midjourney-proxy simulator until Ctrl-C.
+
+Durations are simulated seconds: the server sleeps each one times --time-scale in real
+seconds (0.05 makes a 60-second task take 3 seconds). Point a client at the URL it prints.
+"""
+
+_EPILOG = """\
+examples:
+  python -m mjasync.simulator --dialect trueai --api-key K --time-scale 0.05
+  python -m mjasync.simulator --fault-server-error 0.1 --fault-routes imagine,fetch
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, shared with the project CLI's ``mjasync simulator``."""
     parser = argparse.ArgumentParser(
         prog="python -m mjasync.simulator",
-        description="Serve an offline midjourney-proxy simulator.",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=_HelpFormatter,
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--dialect", choices=DIALECTS, default="plus")
-    parser.add_argument("--api-key", default=None, help="require this key (per-dialect header)")
-    parser.add_argument("--time-scale", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--slots", type=int, default=3)
-    parser.add_argument("--queue-size", type=int, default=10)
-    parser.add_argument("--remix", action="store_true", help="account remix on")
-    parser.add_argument(
+    server = parser.add_argument_group("server")
+    server.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    server.add_argument("--port", type=int, default=8080, help="port to listen on")
+    server.add_argument(
+        "--dialect",
+        choices=DIALECTS,
+        default="plus",
+        help="the server to imitate: plus (midjourney-proxy-plus), oss (novicezk's "
+        "midjourney-proxy), trueai (trueai-org's midjourney-proxy) or newapi (the new-api "
+        "relay)",
+    )
+    server.add_argument(
+        "--api-key",
+        default=None,
+        metavar="KEY",
+        help="require this key, read the way the dialect reads it (mj-api-secret on "
+        "oss/plus; Authorization or mj-api-secret on trueai; any style on newapi); "
+        "without one every request is let in",
+    )
+    timing = parser.add_argument_group("timing and capacity")
+    timing.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="real seconds per simulated second (0.05: twenty times faster)",
+    )
+    timing.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="seed of every random choice and fault"
+    )
+    timing.add_argument(
+        "--slots", type=int, default=3, metavar="N", help="tasks the account runs at once"
+    )
+    timing.add_argument(
+        "--queue-size",
+        type=int,
+        default=10,
+        metavar="N",
+        help="tasks that may wait for a slot; past that a submit is refused as queue full",
+    )
+    account = parser.add_argument_group("account and server behaviour")
+    account.add_argument(
+        "--remix",
+        action="store_true",
+        help="remix mode on: variations and custom zoom open a modal for a new prompt",
+    )
+    account.add_argument(
         "--oss-task-exists",
         action="store_true",
         help="oss: a repeated U answers code 21 '任务已存在' (novicezk before b146e94)",
     )
-    timing = parser.add_argument_group("job timing (simulated seconds)")
-    timing.add_argument("--queue-delay", type=float, default=1.0, metavar="S")
-    timing.add_argument(
+    job = parser.add_argument_group("job timing (simulated seconds)")
+    job.add_argument(
+        "--queue-delay",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="time in the queue before SUBMITTED",
+    )
+    job.add_argument(
         "--start-delay", type=float, default=1.0, metavar="S", help="SUBMITTED to first step"
     )
-    timing.add_argument("--step-delay", type=float, default=1.0, metavar="S")
-    timing.add_argument("--progress-steps", type=int, default=4, metavar="N")
-    timing.add_argument(
+    job.add_argument(
+        "--step-delay", type=float, default=1.0, metavar="S", help="time between progress steps"
+    )
+    job.add_argument(
+        "--progress-steps", type=int, default=4, metavar="N", help="IN_PROGRESS updates per job"
+    )
+    job.add_argument(
         "--progress-percents",
         type=_percents,
         default=(),
@@ -46,20 +133,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="IN_PROGRESS percentages, e.g. '15,31,62', or 'midjourney' for "
         + ",".join(map(str, MIDJOURNEY_PROGRESS)),
     )
-    timing.add_argument(
+    job.add_argument(
         "--duration-jitter",
         type=float,
         default=0.0,
         metavar="F",
         help="each job's length varies by up to this fraction, e.g. 0.3 for ±30%%",
     )
-    timing.add_argument(
+    job.add_argument(
         "--step-jitter",
         type=float,
         default=0.0,
         metavar="F",
         help="uneven gaps between progress steps (same total), e.g. 0.5",
     )
+    _add_fault_options(parser)
     newapi = parser.add_argument_group("new-api operator settings")
     newapi.add_argument(
         "--newapi-notify", action="store_true", help="forward notifyHook (MjNotifyEnabled)"
@@ -85,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=15.0,
         metavar="SECONDS",
-        help="simulated seconds between new-api's polls of its upstream (default 15)",
+        help="simulated seconds between new-api's polls of its upstream",
     )
     trueai = parser.add_argument_group("trueai settings")
     trueai.add_argument(
@@ -108,10 +196,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="fill videoUrl/videoUrls/imageUrls (EnableFillOfficialCdn)",
     )
     trueai.add_argument(
-        "--trueai-user-core-size", type=int, default=0, metavar="N", help="'并发数已达上限' cap"
+        "--trueai-user-core-size",
+        type=int,
+        default=0,
+        metavar="N",
+        help="tasks one user may run at once, past that '并发数已达上限' (0: no cap)",
     )
     trueai.add_argument(
-        "--trueai-user-queue-size", type=int, default=0, metavar="N", help="'队列数已达上限' cap"
+        "--trueai-user-queue-size",
+        type=int,
+        default=0,
+        metavar="N",
+        help="tasks one user may have waiting, past that '队列数已达上限' (0: no cap)",
     )
     trueai.add_argument(
         "--trueai-rate-limit",
@@ -132,6 +228,132 @@ def build_parser() -> argparse.ArgumentParser:
         help="IP black-list rate limit rule (HTTP 403, then blocked; repeatable)",
     )
     return parser
+
+
+# Faults fields that are durations in real seconds, not probabilities.
+_FAULT_SECONDS = re.compile(r"^retry_after$|_seconds$")
+# What each fault flag does; a field added to Faults later gets the first sentence of its
+# bullet in the Faults docstring instead.
+_FAULT_HELP = {
+    "server_error": "answer HTTP 500, 502 or 503 (empty body) instead of handling",
+    "rate_limit": "answer HTTP 429 with Retry-After and an empty body",
+    "retry_after": "the Retry-After that --fault-rate-limit sends, in real seconds",
+    "drop": "abort the TCP connection without any answer",
+    "latency": "simulated seconds slept before every request, drawn between MIN and MAX",
+    "malformed": "answer 200 with the real body cut short into invalid JSON",
+    "task_failure": "an accepted task ends in FAILURE with a Midjourney-like reason",
+    "stuck": "an accepted task stays IN_PROGRESS forever (and keeps its slot)",
+    "submit_fault_before": "a submit fails (500 or a dropped connection) before any task "
+    "is created",
+    "submit_fault_after": "a submit creates its task, then answers 500 or drops the "
+    "connection: the client cannot know the task exists",
+    "notify_drop": "a notifyHook delivery is skipped",
+    "notify_duplicate": "a notifyHook delivery is sent twice",
+    "notify_reorder": "a notifyHook delivery is delayed until after later ones",
+    "routes": "only these routes get the probabilistic faults, e.g. imagine,fetch "
+    "(default: every /mj route)",
+}
+_BULLET = re.compile(r"^\s*\*\s+(?P<names>(?:``\w+``(?:\s*/\s*)?)+):\s*(?P<text>.*)$")
+
+
+def _fault_help() -> dict[str, str]:
+    """Each `Faults` field's first sentence, from its docstring's bullet list."""
+    helps: dict[str, str] = {}
+    current: list[str] = []
+    text: list[str] = []
+
+    def flush() -> None:
+        sentence = " ".join(text).split(". ")[0].rstrip(".")
+        for name in current:
+            helps[name] = sentence.replace("``", "")
+
+    for line in (Faults.__doc__ or "").splitlines():
+        match = _BULLET.match(line)
+        if match:
+            flush()
+            current = re.findall(r"``(\w+)``", match["names"])
+            text = [match["text"].strip()]
+        elif current and line.strip() and not line.strip().startswith("*"):
+            text.append(line.strip())
+        else:
+            flush()
+            current, text = [], []
+    flush()
+    return helps
+
+
+def _add_fault_options(parser: argparse.ArgumentParser) -> None:
+    """One ``--fault-NAME`` per `Faults` field: new fault kinds get their flag by themselves."""
+    group = parser.add_argument_group(
+        "faults",
+        "Misbehaviour on purpose, to test clients. Each P is a probability in [0, 1],\n"
+        "rolled for every request (or task) with --seed; see mjasync.simulator.Faults.",
+    )
+    helps = {**_fault_help(), **_FAULT_HELP}
+    for field in dataclasses.fields(Faults):
+        flag = "--fault-" + field.name.replace("_", "-")
+        default = field.default
+        described = helps.get(field.name, f"see Faults.{field.name}")
+        if field.name == "routes":
+            group.add_argument(
+                flag,
+                dest="fault_routes",
+                type=_routes,
+                default=None,
+                metavar="ROUTE[,ROUTE...]",
+                help=described,
+            )
+        elif field.name == "latency":
+            group.add_argument(
+                flag,
+                dest="fault_latency",
+                type=_span,
+                default=default,
+                metavar="MIN,MAX",
+                help=described,
+            )
+        elif _FAULT_SECONDS.search(field.name):
+            group.add_argument(
+                flag,
+                dest=f"fault_{field.name}",
+                type=float,
+                default=default,
+                metavar="SECONDS",
+                help=described,
+            )
+        else:
+            group.add_argument(
+                flag,
+                dest=f"fault_{field.name}",
+                type=float,
+                default=default,
+                metavar="P",
+                help=described,
+            )
+
+
+def _routes(text: str) -> frozenset[str]:
+    routes = frozenset(part.strip() for part in text.split(",") if part.strip())
+    if not routes:
+        raise argparse.ArgumentTypeError("expected ROUTE[,ROUTE...], e.g. imagine,fetch")
+    return routes
+
+
+def _span(text: str) -> tuple[float, float]:
+    low, sep, high = text.partition(",")
+    try:
+        return (float(low), float(high if sep else low))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError("expected MIN,MAX in seconds, e.g. 0.5,2") from exc
+
+
+def _faults(args: argparse.Namespace) -> Faults:
+    values = {
+        field.name: getattr(args, f"fault_{field.name}")
+        for field in dataclasses.fields(Faults)
+        if getattr(args, f"fault_{field.name}", None) is not None
+    }
+    return Faults(**values)
 
 
 def _rate_rule(text: str) -> tuple[str, float, int]:
@@ -157,6 +379,7 @@ def _percents(text: str) -> tuple[int, ...]:
 def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     """A :class:`SimulatorConfig` from parsed arguments."""
     return SimulatorConfig(
+        faults=_faults(args),
         dialect=args.dialect,
         api_key=args.api_key,
         time_scale=args.time_scale,

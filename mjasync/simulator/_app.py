@@ -14,7 +14,7 @@ from . import _newapi
 from ._config import SimulatorConfig
 from ._context import STATE_KEY, SimulatorState
 from ._dialects import auth_failure, spring_error, tomcat_not_found, trueai_role
-from ._faults import Route
+from ._faults import RequestFaults, Route
 from ._routes import FAULTS_KEY, MODE_PREFIXES, RouteSpec, routes_for
 from ._state import RequestRecord
 
@@ -101,16 +101,45 @@ async def _simulator_middleware(request: web.Request, handler: Handler) -> web.S
         except ValueError:
             body = raw.decode("utf-8", "replace")
     state.requests[key] += 1
-    state.request_log.append(
-        RequestRecord(asyncio.get_running_loop().time(), request.method, key, request.path, body)
+    record = RequestRecord(
+        asyncio.get_running_loop().time(), request.method, key, request.path, body
     )
+    log = state.request_log
+    index = len(log)
+    log.append(record)
     if spec is None or route is None:
         return _no_route(state, request)
 
     is_asset = route.template.startswith("/sim/")
     plan = state.faults.plan(route, probabilistic=not is_asset)
+    played: list[str] = []
+    try:
+        return await _play(state, request, handler, spec, plan, played)
+    finally:
+        if played:
+            for kind in played:
+                state.faults.played(kind)
+            # The record names the faults this request met (reset_counters may have
+            # emptied the log meanwhile).
+            if index < len(log) and log[index] is record:
+                log[index] = record._replace(faults=tuple(played))
+
+
+async def _play(
+    state: SimulatorState,
+    request: web.Request,
+    handler: Handler,
+    spec: RouteSpec,
+    plan: RequestFaults,
+    played: list[str],
+) -> web.StreamResponse:
+    """Run the handler inside the request's planned faults; ``played`` collects their kinds."""
     if plan.latency > 0:
+        if plan.injected_latency:
+            played.append("latency")
         await asyncio.sleep(plan.latency)
+    if plan.before is not None:
+        played.append(plan.before_kind or plan.before)
     if plan.before == "drop":
         return _abort(request)
     if plan.before == "server_error":
@@ -126,6 +155,12 @@ async def _simulator_middleware(request: web.Request, handler: Handler) -> web.S
 
     request[FAULTS_KEY] = plan
     response = await handler(request)
+    if plan.spike > 0:
+        # The work is done (a submit's task exists); only the answer is late.
+        played.append("latency_spike")
+        await asyncio.sleep(plan.spike)
+    if plan.after is not None:
+        played.append(plan.after_kind or plan.after)
     if plan.after == "drop":
         return _abort(request)
     if plan.after == "server_error":
@@ -133,7 +168,43 @@ async def _simulator_middleware(request: web.Request, handler: Handler) -> web.S
     if plan.after == "malformed" and isinstance(response, web.Response):
         raw_body = response.body if isinstance(response.body, bytes) else b""
         return web.Response(body=_truncate(raw_body), status=200, content_type="application/json")
+    if (
+        plan.image is not None
+        and isinstance(response, web.Response)
+        and response.status == 200
+        and isinstance(response.body, bytes)
+    ):
+        played.append(plan.image)
+        return await _spoil_image(request, response, response.body, plan)
     return response
+
+
+_EXPIRED_PAGE = (
+    "<!DOCTYPE html><html><head><title>This content is no longer available</title></head>"
+    "<body><h1>This content is no longer available.</h1></body></html>"
+)
+
+
+async def _spoil_image(
+    request: web.Request, response: web.Response, image: bytes, plan: RequestFaults
+) -> web.StreamResponse:
+    """Play an image fault (``Faults.image_*``) on a 200 image answer."""
+    if plan.image == "image_cut":
+        # The headers promise every byte; the connection ends halfway through the body.
+        cut = web.StreamResponse(
+            status=200,
+            headers={"Content-Type": response.content_type, "Content-Length": str(len(image))},
+        )
+        await cut.prepare(request)
+        await cut.write(image[: len(image) // 2])
+        if request.transport is not None:
+            request.transport.abort()
+        return cut
+    if plan.image == "image_truncated":
+        return web.Response(body=image[: len(image) // 2], content_type=response.content_type)
+    if plan.image_variant == "jpeg":
+        return web.Response(body=image, content_type="image/jpeg")
+    return web.Response(text=_EXPIRED_PAGE, content_type="text/html")
 
 
 def _prefixes(dialect: str, template: str) -> list[str]:

@@ -11,6 +11,8 @@ DIALECTS: tuple[str, ...] = get_args(Dialect)
 # One trueai rate-limit rule: (path pattern such as "*/mj/submit/*", window in simulated
 # seconds, most requests allowed per window).
 RateRule = tuple[str, float, int]
+# Faults fields that are durations, not probabilities.
+_SECONDS = frozenset({"retry_after", "spike_seconds"})
 # The percentages Midjourney's progress messages show for a grid job, in order, as the
 # proxies copy them from the Discord message (the sequence issue #11 records; the real
 # steps vary by model and mode). "0%" comes first: the job's message is created before
@@ -41,11 +43,29 @@ class Faults:
     * ``submit_fault_before``: a submit fails (500 or dropped) before any task is created.
     * ``submit_fault_after``: a submit creates its task, then answers 500 or drops the
       connection, so the client cannot know the task exists.
+    * ``latency_spike``: the handler runs (a submit creates its task), then the answer is
+      held for ``spike_seconds`` *real* seconds (not scaled: it is meant to outlast a
+      client's request timeout, which is wall-clock time), so the client gives up on a
+      request the server carried out.
+    * ``spike_seconds``: how long a latency spike holds the answer, in real seconds.
     * ``notify_drop`` / ``notify_duplicate`` / ``notify_reorder``: a notifyHook delivery is
       skipped, sent twice, or delayed so that it lands after later ones.
+    * ``image_cut``: an image answer sends its headers (the whole ``Content-Length``) and
+      half the bytes, then the connection drops (a CDN connection lost mid-download).
+    * ``image_truncated``: an image answer is a complete HTTP 200 whose body is the first
+      half of the PNG (a CDN serving a partly cached file); only the image's own end
+      marker tells.
+    * ``image_wrong_type``: an image answer is a 200 HTML page (``text/html``, a CDN's
+      "link expired" page), or the PNG labelled ``image/jpeg``.
     * ``routes``: when set, only requests to these routes get the probabilistic faults; items
       may be ``"POST /mj/submit/imagine"``, ``"/mj/submit/imagine"`` or a short name such as
       ``"imagine"`` (speed-mode prefixes are ignored).
+
+    The image faults play on the image routes (``/sim/images/{name}``, new-api's
+    ``/mj/image/{id}``) only, and there even without ``routes`` naming them; the other
+    faults never reach the /sim routes unless ``routes`` names them. At most one fault of
+    ``drop``, ``server_error``, ``rate_limit``, the submit faults, ``malformed`` and
+    ``latency_spike`` plays per request, rolled in that order.
     """
 
     server_error: float = 0.0
@@ -58,15 +78,23 @@ class Faults:
     stuck: float = 0.0
     submit_fault_before: float = 0.0
     submit_fault_after: float = 0.0
+    latency_spike: float = 0.0
+    spike_seconds: float = 5.0
     notify_drop: float = 0.0
     notify_duplicate: float = 0.0
     notify_reorder: float = 0.0
+    image_cut: float = 0.0
+    image_truncated: float = 0.0
+    image_wrong_type: float = 0.0
     routes: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, float) and field.name != "retry_after" and not 0 <= value <= 1:
+            if field.name in _SECONDS:
+                if not isinstance(value, int | float) or not value >= 0:
+                    raise ValueError(f"Faults.{field.name} must be >= 0 seconds")
+            elif isinstance(value, int | float) and not 0 <= value <= 1:
                 raise ValueError(f"Faults.{field.name} must be a probability in [0, 1]")
         low, high = self.latency
         if low < 0 or high < low:

@@ -76,11 +76,12 @@ class SimulatorState:
             self.newapi.sync()
 
     def reset_counters(self) -> None:
-        """Clear ``requests``, ``request_log`` and the notification lists."""
+        """Clear ``requests``, ``request_log``, the notification lists and the fault counts."""
         self.requests.clear()
         self.request_log.clear()
         self.notifications.clear()
         self.dropped_notifications.clear()
+        self.faults.counts.clear()
 
     def inject(self, route: str, kind: str, times: int = 1, **params: Any) -> None:
         """Queue a deterministic fault for the next ``times`` requests to ``route``.
@@ -89,7 +90,10 @@ class SimulatorState:
         ``drop``, ``malformed``, ``submit_fault_before`` / ``submit_fault_after``
         (``drop=True`` aborts the connection, else ``status=500``), ``latency``
         (``seconds=`` simulated, scaled by ``time_scale``, or ``real_seconds=``),
-        ``task_failure`` (``reason=``) and ``stuck`` for the task the request creates.
+        ``task_failure`` (``reason=``) and ``stuck`` for the task the request creates,
+        ``latency_spike`` (``seconds=`` real, default ``Faults.spike_seconds``: the answer
+        is held after the handler ran), and on an image route ``image_cut``,
+        ``image_truncated`` and ``image_wrong_type`` (``variant="html"`` or ``"jpeg"``).
         """
         if not any(r.matches(route) for r in self.routes):
             known = sorted({r.key for r in self.routes})

@@ -151,6 +151,68 @@ async def sim_stats(request: web.Request) -> web.StreamResponse:
     return json_response(dict(state.requests))
 
 
+async def sim_faults(request: web.Request) -> web.StreamResponse:
+    """GET /sim/faults: how many times each fault kind played (``FaultInjector.counts``)."""
+    return json_response(dict(state_of(request).faults.counts))
+
+
+def _task_record(task: SimTask) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "kind": task.kind,
+        "action": task.action,
+        "status": task.status,
+        "state": task.state,
+        "parentId": task.parent_id,
+        "customId": task.custom_id,
+        "index": task.index,
+        "submitTime": task.submit_time,
+        "startTime": task.start_time,
+        "finishTime": task.finish_time,
+        "failReason": task.fail_reason,
+        "plannedFailure": task.planned_failure,
+        "stuck": task.stuck,
+    }
+
+
+async def sim_tasks(request: web.Request) -> web.StreamResponse:
+    """GET /sim/tasks: every task the server created, oldest first, with what made it.
+
+    Not a proxy route: the simulator's own record (kind, state, parent, customId, index,
+    times, planned faults), so a harness in another process can tell, for instance, a
+    resent imagine (two tasks with one ``state``) or a resent U1 (two upscales with one
+    ``parentId`` and ``index``).
+    """
+    return json_response([_task_record(task) for task in state_of(request).tasks.values()])
+
+
+async def sim_requests(request: web.Request) -> web.StreamResponse:
+    """GET /sim/requests[?route=<spec>]: the request log, with each request's faults.
+
+    ``route`` filters like `Simulator.inject`'s route (``"imagine"``,
+    ``"POST /mj/submit/action"``...). Bodies are the decoded JSON the server received.
+    """
+    state = state_of(request)
+    spec = request.query.get("route")
+    wanted: set[str] | None = None
+    if spec:
+        wanted = {r.key for r in state.routes if r.matches(spec)}
+    return json_response(
+        [
+            {
+                "time": record.time,
+                "method": record.method,
+                "route": record.route,
+                "path": record.path,
+                "body": record.body,
+                "faults": list(record.faults),
+            }
+            for record in state.request_log
+            if wanted is None or record.route in wanted
+        ]
+    )
+
+
 async def _seed_of(state: SimulatorState, task: SimTask) -> web.Response:
     await asyncio.sleep(state.config.scaled(state.config.seed_delay))
     if not task.seed:
@@ -317,8 +379,11 @@ def _spec(
     *,
     creates_task: bool = False,
     public: bool = False,
+    serves_image: bool = False,
 ) -> RouteSpec:
-    return RouteSpec(Route(method, template, name, creates_task), handler, dialects, public)
+    return RouteSpec(
+        Route(method, template, name, creates_task, serves_image), handler, dialects, public
+    )
 
 
 def _submit_spec(
@@ -358,14 +423,25 @@ ROUTES: tuple[RouteSpec, ...] = (
     _spec("GET", "/mj/task/queue", "queue", task_queue, frozenset({"oss", "plus"})),
     _spec("GET", "/mj/task/{id}/image-seed", "image-seed", image_seed, NOT_OSS),
     _spec("POST", "/mj/task/{id}/cancel", "cancel", cancel, frozenset({"plus", "trueai"})),
-    _spec("GET", "/mj/image/{id}", "image", newapi_image, frozenset({"newapi"}), public=True),
+    _spec(
+        "GET",
+        "/mj/image/{id}",
+        "image",
+        newapi_image,
+        frozenset({"newapi"}),
+        public=True,
+        serves_image=True,
+    ),
 )
 
 SIM_ROUTES: tuple[RouteSpec, ...] = (
-    _spec("GET", "/sim/images/{name}", "images", sim_image, ALL, public=True),
+    _spec("GET", "/sim/images/{name}", "images", sim_image, ALL, public=True, serves_image=True),
     _spec("GET", "/sim/uploads/{name}", "uploads", sim_upload, ALL, public=True),
     _spec("GET", "/sim/videos/{name}", "videos", sim_video, ALL, public=True),
     _spec("GET", "/sim/stats", "stats", sim_stats, ALL, public=True),
+    _spec("GET", "/sim/faults", "faults", sim_faults, ALL, public=True),
+    _spec("GET", "/sim/tasks", "tasks", sim_tasks, ALL, public=True),
+    _spec("GET", "/sim/requests", "requests", sim_requests, ALL, public=True),
 )
 
 

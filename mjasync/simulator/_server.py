@@ -121,6 +121,12 @@ class Simulator:
         return self.state.notifications
 
     @property
+    def fault_counts(self) -> collections.Counter[str]:
+        """How many times each fault kind played, e.g. ``{"server_error": 3}`` (also
+        ``GET /sim/faults``)."""
+        return self.state.faults.counts
+
+    @property
     def dropped_notifications(self) -> list[Notification]:
         """Deliveries the ``notify_drop`` fault swallowed (never sent)."""
         return self.state.dropped_notifications
@@ -151,7 +157,7 @@ class Simulator:
         return self.state.stall(task_id)
 
     def reset_counters(self) -> None:
-        """Clear ``requests``, ``request_log`` and the notification lists."""
+        """Clear ``requests``, ``request_log``, the notification lists and ``fault_counts``."""
         self.state.reset_counters()
 
 

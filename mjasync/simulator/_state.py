@@ -123,7 +123,9 @@ class RequestRecord(NamedTuple):
     """One request seen by the simulator, in arrival order.
 
     ``time`` is the event loop's monotonic clock; ``route`` the template key
-    (``"GET /mj/task/{id}/fetch"``); ``body`` the decoded JSON body, if any.
+    (``"GET /mj/task/{id}/fetch"``); ``body`` the decoded JSON body, if any; ``faults``
+    the fault kinds this request met (``"submit_fault_after"``, ``"latency_spike"``...),
+    filled in once its answer is decided.
     """
 
     time: float
@@ -131,6 +133,7 @@ class RequestRecord(NamedTuple):
     route: str
     path: str
     body: object | None
+    faults: tuple[str, ...] = ()
 
 
 class Notification(NamedTuple):

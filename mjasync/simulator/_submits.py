@@ -272,7 +272,14 @@ def _new_task(
     if faults is not None:
         task.planned_failure = faults.task_failure
         task.stuck = faults.stuck
+        _count_task_faults(state, faults)
     return task
+
+
+def _count_task_faults(state: SimulatorState, faults: RequestFaults) -> None:
+    """Count the task faults a new (or newly confirmed) task carries."""
+    state.faults.played("task_failure" if faults.task_failure else None)
+    state.faults.played("stuck" if faults.stuck else None)
 
 
 def _accept(request: web.Request, task: SimTask) -> web.Response:
@@ -789,6 +796,7 @@ def modal(request: web.Request, body: dict[str, Any]) -> web.Response:
     if faults is not None:
         task.planned_failure = task.planned_failure or faults.task_failure
         task.stuck = task.stuck or faults.stuck
+        _count_task_faults(state, faults)
     place = engine.confirm_modal(task)
     return submit_accepted(
         dialect, _result(state, task.id), queued=place, instance_id=state.instance_id

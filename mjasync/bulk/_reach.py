@@ -1,0 +1,124 @@
+"""Whether the server can be reached at all: a run against a dead address ends, bounded.
+
+A refused connection is not push-back. Queue-full and 429 answers come from a server that
+works and is busy, and waiting on them pays off; a host that refuses every connection (a
+typo in the URL, a server that is down) will refuse the next one too. So the runner stops
+at the first such failure when the server never answered this run, and after
+``unreachable_timeout`` seconds of nothing but such failures when it did (a restart, a
+network blip). Nothing was sent, so a rerun submits those jobs normally.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+import anyio
+
+from .._errors import ConnectError, TransportError
+
+__all__ = ["UnreachableError", "host_of", "unreachable_reason"]
+
+# aiohttp's texts (after the transport's "could not connect (<kind>: <detail>)") on Linux,
+# macOS and Windows; the first pattern that matches names the cause.
+_REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(
+            r"DNSError|Name or service not known|name resolution|nodename nor servname"
+            r"|getaddrinfo failed|No address associated|Domain name not found",
+            re.IGNORECASE,
+        ),
+        "host name not found (DNS)",
+    ),
+    # Case matters: every aiohttp connect message says "ssl:default" or "ssl:True".
+    (re.compile(r"Certificate|SSLError|\[SSL"), "TLS handshake failed"),
+    (re.compile(r"ConnectionTimeoutError|timed out|timeout", re.I), "connection timed out"),
+    (
+        re.compile(r"Connect call failed|refused|Errno 111|WinError 10061", re.IGNORECASE),
+        "connection refused",
+    ),
+    (re.compile(r"unreachable|No route to host", re.IGNORECASE), "network unreachable"),
+    (re.compile(r"invalid URL", re.IGNORECASE), "invalid URL"),
+)
+# Waiting for a free pooled connection is this process being busy, not the server gone.
+_LOCAL = re.compile(r"no free connection", re.IGNORECASE)
+_WHERE = re.compile(r"^[A-Z]+ (\S+?):? ")
+
+
+def unreachable_reason(error: BaseException) -> str | None:
+    """Why *error* says the server cannot be reached (``"connection refused"``...), or None.
+
+    None for everything that is not a `ConnectError`, and for a `ConnectError` that is
+    about this process (no free pooled connection in time): that one is congestion here.
+    """
+    if not isinstance(error, ConnectError):
+        return None
+    text = str(error)
+    if _LOCAL.search(text):
+        return None
+    for pattern, reason in _REASONS:
+        if pattern.search(text):
+            return reason
+    return "could not connect"
+
+
+def host_of(url: str) -> str:
+    """``host:port`` of *url* (the whole *url* when it has none)."""
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        return url
+    return netloc.rpartition("@")[2] or url
+
+
+def host_in(error: BaseException, default: str) -> str:
+    """The host of the URL an error message starts with (``"POST http://h/mj/...: ..."``)."""
+    match = _WHERE.match(str(error))
+    return host_of(match.group(1)) if match else default
+
+
+class UnreachableError(TransportError):
+    """A bulk run stopped because the server could not be reached, or never answered.
+
+    Attributes:
+        host: ``host:port`` of the server.
+        reason: ``"connection refused"``, ``"host name not found (DNS)"``,
+            ``"connection timed out"``, ``"no answer"``...
+        maybe_sent: False when nothing reached the server (every connection failed), so
+            a rerun submits the jobs normally; True when a submit was sent and never
+            answered (its job is recorded as unknown until a rerun looks it up).
+    """
+
+    def __init__(self, message: str, *, host: str, reason: str, maybe_sent: bool) -> None:
+        super().__init__(message)
+        self.host = host
+        self.reason = reason
+        self.maybe_sent = maybe_sent
+
+
+class Reach:
+    """What the runner knows about reaching the server, and when to give up on it."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.answered = False
+        self._failing_since: float | None = None
+
+    def answer(self) -> None:
+        """The server answered something (an accepted submit, a refusal, a poll)."""
+        self.answered = True
+        self._failing_since = None
+
+    def give_up(self) -> float | None:
+        """Record a failed connection; the seconds it has lasted when it is time to stop.
+
+        None means keep trying: the server answered earlier in this run, and has been
+        unreachable for less than ``timeout`` seconds.
+        """
+        now = anyio.current_time()
+        if self._failing_since is None:
+            self._failing_since = now
+        lasted = now - self._failing_since
+        if not self.answered or lasted >= self.timeout:
+            return lasted
+        return None
