@@ -64,6 +64,34 @@ def test_readme_links_resolve() -> None:
     assert broken == []
 
 
+def _section(text: str, heading: str) -> str:
+    """The text under *heading* (a whole line, e.g. ``## Quickstart``) up to the next
+    heading of the same or a higher level, fenced code skipped when looking."""
+    level = len(heading) - len(heading.lstrip("#"))
+    lines = text.splitlines()
+    start = lines.index(heading) + 1
+    fenced = False
+    for end in range(start, len(lines)):
+        line = lines[end]
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(rf"#{{1,{level}}} ", line):
+            return "\n".join(lines[start:end]).strip()
+    return "\n".join(lines[start:]).strip()
+
+
+def test_docs_copies_of_the_readme_match() -> None:
+    """The site repeats the README's pitch, set-up and quickstart word for word (GitHub shows
+    docs/*.md as they are, so they are copies rather than includes): edit both."""
+    readme = (ROOT / "README.md").read_text("utf-8")
+    started = (DOCS / "getting-started.md").read_text("utf-8")
+    for heading in ("## Set-up: two commands", "## Quickstart"):
+        assert _section(started, heading) == _section(readme, heading), heading
+    index = (DOCS / "index.md").read_text("utf-8")
+    pitch = _section(index, "# mjasync").split("\n## Install")[0].strip()
+    assert pitch == _section(readme, "# mjasync").split("\n## ")[0].strip()
+
+
 _LIST_ITEM = re.compile(r"^ *([-*+]|\d+\.) ")
 
 
@@ -78,17 +106,17 @@ def _site_sources() -> list[Path]:
 
 def test_lists_render_the_same_on_the_site_and_on_github() -> None:
     """Python-Markdown (the site) needs what GitHub does not: four-space nested list items
-    and a blank line before a list; without them a list silently becomes flat text."""
+    and blocks, and a blank line before a list; without them a list silently falls apart."""
     problems = []
     for path in _site_sources():
         previous, fenced = "", False
         for number, line in enumerate(path.read_text("utf-8").splitlines(), 1):
-            if line.lstrip().startswith("```"):
-                fenced = not fenced
-            elif not fenced:
+            if not fenced:
                 where = f"{path.relative_to(ROOT)}:{number}"
                 if re.match(r"^ {1,3}[-*+] ", line):
                     problems.append(f"{where}: indent a nested list item by 4 spaces")
+                elif re.match(r"^ {1,3}\S", line) and not previous.strip():
+                    problems.append(f"{where}: indent a list item's next block by 4 spaces")
                 elif (
                     _LIST_ITEM.match(line)
                     and previous.strip()
@@ -96,6 +124,8 @@ def test_lists_render_the_same_on_the_site_and_on_github() -> None:
                     and not previous.startswith(" ")
                 ):
                     problems.append(f"{where}: put a blank line before the list")
+            if line.lstrip().startswith("```"):
+                fenced = not fenced
             previous = line
     assert problems == []
 
