@@ -472,8 +472,9 @@ class BulkRunner:
         settle: seconds an earlier run's lost submit must be old before that check.
         max_submit_attempts: submits of one step refused with queue-full/429 or
             never delivered before the job is given up for this run.
-        backoff, max_backoff: the shared pause, in seconds, after a refusal while none
-            of the run's tasks is running (it doubles per refusal up to *max_backoff*).
+        backoff: the shared pause, in seconds, after a refusal while none of the
+            run's tasks is running (it doubles per refusal up to *max_backoff*).
+        max_backoff: the longest such pause, in seconds.
         unreachable_timeout: seconds of nothing but failed connections (refused, DNS,
             connect timeout) after which a run that reached the server earlier stops
             with `UnreachableError`; a run that never reached it stops at the first.

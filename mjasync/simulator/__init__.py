@@ -6,15 +6,17 @@ It serves the ``/mj/submit/*`` and ``/mj/task/*`` routes of four dialects ("plus
 PNGs for the results, delivers notifyHook callbacks and plays seeded faults. It imports
 nothing from the client side of mjasync.
 
-In tests::
+In tests:
 
-    from mjasync.simulator import Simulator, Faults
+```python
+from mjasync.simulator import Simulator, Faults
 
-    async with Simulator(dialect="plus", time_scale=0.01) as sim:
-        # point a client at sim.base_url
-        ...
-        sim.inject("POST /mj/submit/imagine", "rate_limit", retry_after=0.01)
-        assert sim.requests["GET /mj/task/{id}/fetch"] > 0
+async with Simulator(dialect="plus", time_scale=0.01) as sim:
+    # point a client at sim.base_url
+    ...
+    sim.inject("POST /mj/submit/imagine", "rate_limit", retry_after=0.01)
+    assert sim.requests["GET /mj/task/{id}/fetch"] > 0
+```
 
 As a bare app (for ``aiohttp.test_utils.TestServer``): ``create_app(SimulatorConfig(...))``,
 with the state reachable through ``get_state(app)``.
@@ -22,8 +24,8 @@ with the state reachable through ``get_state(app)``.
 From a shell: ``python -m mjasync.simulator --port 8080 --dialect trueai``.
 
 Each dialect follows its server's source (novicezk v2.6.3 for "oss", trueai 11.10.x,
-QuantumNous/new-api in front of a PLUS-like upstream); README's "The simulator's dialects"
-table lists the rules. Behaviour worth knowing (where the servers are silent, the
+QuantumNous/new-api in front of a PLUS-like upstream); the table in ``docs/dialects.md``
+lists the rules. Behaviour worth knowing (where the servers are silent, the
 simulator picks):
 
 * Durations in the config are simulated seconds, multiplied by ``time_scale`` before

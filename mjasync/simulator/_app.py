@@ -221,7 +221,7 @@ def _prefixes(dialect: str, template: str) -> list[str]:
 
 
 def create_app(config: SimulatorConfig | None = None) -> web.Application:
-    """A bare :class:`aiohttp.web.Application` serving the simulated proxy.
+    """A bare `aiohttp.web.Application` serving the simulated proxy.
 
     Serve it with ``aiohttp.test_utils.TestServer`` or an ``AppRunner``; its state
     (tasks, counters, fault injection) is ``get_state(app)``. The scheduler starts with the

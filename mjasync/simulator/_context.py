@@ -24,10 +24,10 @@ log = logging.getLogger("mjasync.simulator")
 
 
 class SimulatorState:
-    """Everything one simulated server knows; shared by its handlers and :class:`Simulator`.
+    """Everything one simulated server knows; shared by its handlers and `Simulator`.
 
-    Reach it from an app built by :func:`create_app` with ``app[STATE_KEY]`` (or
-    :func:`get_state`), e.g. when serving the app through ``aiohttp.test_utils.TestServer``.
+    Reach it from an app built by `create_app` with ``app[STATE_KEY]`` (or
+    `get_state`), e.g. when serving the app through ``aiohttp.test_utils.TestServer``.
     """
 
     def __init__(self, config: SimulatorConfig) -> None:
@@ -187,5 +187,5 @@ STATE_KEY = web.AppKey("mjasync_simulator_state", SimulatorState)
 
 
 def get_state(app: web.Application) -> SimulatorState:
-    """The :class:`SimulatorState` behind an app made by :func:`create_app`."""
+    """The `SimulatorState` behind an app made by `create_app`."""
     return app[STATE_KEY]

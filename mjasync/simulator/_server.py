@@ -20,10 +20,12 @@ class Simulator:
     """A midjourney-proxy look-alike listening on ``host:port`` (port 0: any free port).
 
     ``Simulator(config)`` or ``Simulator(dialect="trueai", time_scale=0.01, ...)``: keyword
-    arguments build a :class:`SimulatorConfig`, or override fields of the one given::
+    arguments build a `SimulatorConfig`, or override fields of the one given:
 
-        async with Simulator(dialect="plus", time_scale=0.01) as sim:
-            url = sim.base_url  # "http://127.0.0.1:<port>"
+    ```python
+    async with Simulator(dialect="plus", time_scale=0.01) as sim:
+        url = sim.base_url  # "http://127.0.0.1:<port>"
+    ```
     """
 
     def __init__(
@@ -138,7 +140,7 @@ class Simulator:
 
         ``route`` is ``"POST /mj/submit/imagine"``, ``"/mj/submit/imagine"`` or a short
         name (``"imagine"``, ``"fetch"``, ``"list-by-condition"``...). See
-        :meth:`SimulatorState.inject` for the kinds and their parameters.
+        `SimulatorState.inject` for the kinds and their parameters.
         """
         self.state.inject(route, kind, times, **params)
 
