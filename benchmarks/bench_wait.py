@@ -139,10 +139,10 @@ CALIBRATION_REQUESTS = 300
 async def calibrate_out(mj: mjasync.Client) -> float:
     """Client CPU µs of one status request whose answer holds no task."""
     for _ in range(20):  # warm the connection pool
-        await mj._fetch_batch_raw(["1"])
+        await mj._fetcher.fetch_batch(["1"])
     before = time.process_time()
     for _ in range(CALIBRATION_REQUESTS):
-        await mj._fetch_batch_raw(["1"])
+        await mj._fetcher.fetch_batch(["1"])
     return (time.process_time() - before) / CALIBRATION_REQUESTS * 1e6
 
 

@@ -8,11 +8,11 @@ async with mjasync.Client("http://localhost:8080", "key") as mj:
 
 from .__about__ import __version__
 from ._admission import SubmitGate
-from ._bus import BusStats, LocalBus, LocalHub, NotificationBus, RedisBus
+from ._bus import BusStats, LocalBus, LocalHub, NotificationBus
 from ._chains import gather_chains
-from ._client import AuthStyle, Client, TaskRef
+from ._client import AuthStyle, Client
 from ._detect import Dialect, ServerInfo
-from ._download import LocalFileError, MediaKind, file_stem
+from ._download import LocalFileError, file_stem
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -41,6 +41,7 @@ from ._errors import (
     delivery_of,
 )
 from ._images import ImageInput
+from ._media import MediaKind
 from ._models import (
     TERMINAL_STATUSES,
     AccountFilter,
@@ -48,11 +49,13 @@ from ._models import (
     Submission,
     Task,
     TaskAction,
+    TaskRef,
     TaskStatus,
 )
-from ._poll import PollPolicy, PollStats, TaskWatch
-from ._retry import RetryPolicy
+from ._policy import PollPolicy, PollStats, RetryPolicy
+from ._redis_bus import RedisBus
 from ._transport import AiohttpTransport, AsyncTransport, Request, Response, StreamResponse
+from ._waiters import TaskWatch
 from ._webhook import NotificationResult
 
 __all__ = [

@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import logging
 import random
 from collections.abc import Iterator
 
 import anyio
 
-__all__ = ["SubmitGate"]
+from ._errors import QueueFullError, RateLimitError
+from ._policy import backoff
+
+__all__ = ["SubmitGate", "admit_again"]
+
+logger = logging.getLogger("mjasync")
 
 
 class SubmitGate:
@@ -109,8 +115,7 @@ class SubmitGate:
         now = anyio.current_time()
         if now >= self._until:
             self._streak += 1
-            ceiling = min(self._cap, self._base * 2.0 ** (self._streak - 1))
-            self._pause = ceiling * (0.5 + self._rng.random() / 2)
+            self._pause = backoff(self._streak, base=self._base, cap=self._cap, rng=self._rng)
             self._until = now + self._pause
         if retry_after is not None and now + retry_after > self._until:
             self._pause = retry_after
@@ -120,3 +125,40 @@ class SubmitGate:
     def ok(self) -> None:
         """Record an accepted submit: the next refusal starts from the shortest pause."""
         self._streak = 0
+
+
+def admit_again(
+    gate: SubmitGate,
+    error: QueueFullError | RateLimitError,
+    *,
+    started: float,
+    budget: float,
+    max_retry_after: float,
+    where: str,
+) -> None:
+    """After a "not now" to a submit: pause every submit, or raise *error* when it is over.
+
+    *budget* is ``queue_full_wait``: the seconds one submit may spend being refused since
+    *started*. A ``Retry-After`` longer than what is left (or than *max_retry_after*) is
+    raised at once. The raised error says how long it waited and that nothing was created.
+    """
+    spent = anyio.current_time() - started
+    left = budget - spent
+    retry_after = error.retry_after if isinstance(error, RateLimitError) else None
+    if left <= 0 or (retry_after is not None and retry_after > min(left, max_retry_after)):
+        if budget > 0:
+            error.add_note(
+                f'mjasync: the server said "not now" for {spent:.1f}s '
+                f"(queue_full_wait={budget:g}); nothing was created, "
+                "so this submit can be sent again later"
+            )
+        raise error
+    pause = gate.push_back(retry_after)
+    logger.info(
+        "%s: %s; pausing this client's submits %.2fs (%.0fs of %gs waited)",
+        where,
+        type(error).__name__,
+        pause,
+        spent,
+        budget,
+    )

@@ -10,6 +10,9 @@ task waiting in MODAL, which ``/submit/modal`` confirms with a prompt and, for V
 (Region), a mask; PLUS may answer the modal with a new id, trueai keeps the same one.
 Aggregators rewrite most 21s to 1, so a MODAL status found while waiting means the
 same thing as a 21.
+
+The flows are typed against `ChainClient`, the few public calls they make: this module
+does not import the client.
 """
 
 from __future__ import annotations
@@ -18,24 +21,63 @@ import inspect
 import math
 import re
 from collections.abc import Awaitable, Iterable
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import Protocol, TypeVar, cast
 
 import anyio
 from anyio.abc import TaskGroup
 
+from ._buttons import Button
 from ._errors import InvalidRequestError, ModalRequiredError
 from ._images import ImageInput
-from ._models import Button, Submission, Task
-from ._poll import ProgressCallback
+from ._models import Submission, Task, TaskRef
+from ._waiters import ProgressCallback
 
-if TYPE_CHECKING:
-    from ._client import Client
-
-__all__ = ["check_modal_inputs", "gather_chains", "run_action", "upscale_all"]
+__all__ = ["ChainClient", "check_modal_inputs", "gather_chains", "run_action", "upscale_all"]
 
 _T = TypeVar("_T")
 _ZOOM = re.compile(r"--zoom\s+(\S+)")
 _MIN_WAIT = 0.001
+
+
+class ChainClient(Protocol):
+    """What the chains need of a client: `Client` is one."""
+
+    async def action(
+        self,
+        task: Task | str,
+        button: Button | str,
+        *,
+        enable_remix: bool | None = ...,
+        state: str | None = ...,
+    ) -> Submission: ...
+
+    async def modal(
+        self,
+        task_id: TaskRef,
+        *,
+        prompt: str | None = ...,
+        mask: ImageInput | None = ...,
+        state: str | None = ...,
+    ) -> Submission: ...
+
+    async def await_task(
+        self,
+        target: TaskRef,
+        *,
+        timeout: float | None = ...,
+        on_progress: ProgressCallback | None = ...,
+    ) -> Task: ...
+
+    async def fetch(self, task_id: TaskRef) -> Task: ...
+
+    async def run_action(
+        self,
+        task: Task | str,
+        button: Button | str,
+        *,
+        timeout: float | None = ...,
+        on_progress: ProgressCallback | None = ...,
+    ) -> Task: ...
 
 
 def check_modal_inputs(button: Button, prompt: str | None, mask: ImageInput | None) -> None:
@@ -79,26 +121,22 @@ def _left(deadline: float | None) -> float | None:
 
 
 async def run_action(
-    client: Client,
+    client: ChainClient,
     task: Task | str,
-    button: Button | str,
+    pressed: Button,
     *,
     prompt: str | None,
-    mask: ImageInput | None,
+    mask_uri: str | None,
     timeout: float | None,
     on_progress: ProgressCallback | None,
     enable_remix: bool | None,
     state: str | None,
 ) -> Task:
-    """`Client.run_action`: action, then modal when one opens, then the finished task."""
-    if timeout is not None and not timeout > 0:
-        msg = f"timeout must be > 0 seconds or None, got {timeout!r}"
-        raise InvalidRequestError(msg)
-    pressed = client._pressable(task, button)
-    check_modal_inputs(pressed, prompt, mask)
-    # Encode the mask now: a bad mask found after the action was sent would strand a
-    # MODAL task on the server.
-    mask_uri = await client._image(mask, "mask", png_only=True) if mask is not None else None
+    """`Client.run_action` once its inputs are checked: action, modal if one opens, wait.
+
+    *mask_uri* is the mask as a data URI: `Client.run_action` encodes it before anything
+    is sent.
+    """
     can_confirm = prompt is not None or mask_uri is not None
     # One deadline for the whole chain: action, modal and both waits.
     deadline = None if timeout is None else anyio.current_time() + timeout
@@ -120,7 +158,7 @@ async def run_action(
 
 
 async def upscale_all(
-    client: Client,
+    client: ChainClient,
     task: Task | str,
     *,
     timeout: float | None,

@@ -21,16 +21,24 @@ its upstream shows, then trueai, then novicezk, then PLUS.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Literal
 
+import anyio
 import attrs
 
-from ._models import CHANGE_PARENT_ACTIONS
+from ._buttons import CHANGE_PARENT_ACTIONS
+from ._errors import (
+    APIError,
+    MJError,
+    RouteNotFoundError,
+    SubmitRejectedError,
+    TaskNotFoundError,
+)
+from ._serde import try_json
 from ._transport import Response
 
-__all__ = ["Dialect", "Evidence", "ServerInfo", "classify_probe"]
+__all__ = ["PROBES", "Dialect", "Evidence", "ServerInfo", "classify_probe", "probe"]
 
 Dialect = Literal["oss", "plus", "trueai", "newapi", "unknown"]
 """A server kind `Client.server_info` can report."""
@@ -43,6 +51,17 @@ _MAX_OBSERVED = 1000
 _TRUEAI_KEYS = ("isCompleted", "instanceId", "isDiscord", "subInstanceId")
 # Spring Boot's DefaultErrorAttributes, as novicezk (and PLUS, also Spring) answer errors.
 _SPRING_KEYS = frozenset({"timestamp", "status", "error", "path"})
+# GET on POST-only routes: 405 where the route exists, 404 where it does not; a GET of
+# image-seed with an id no server has answers the proxy's own not-found JSON.
+PROBES = (
+    "/submit/action",
+    "/submit/change",
+    "/task/list-by-condition",
+    "/task/list-by-ids",
+    "/task/0/cancel",
+    "/task/0/image-seed",
+)
+"""The paths `probe` asks about: free GETs, never a submit."""
 
 
 @attrs.frozen(kw_only=True)
@@ -99,7 +118,13 @@ NOTIFY_SILENCE_TASKS = 3
 """Finished tasks without a single notification after which the client warns (once)."""
 
 
-def route_key(path: str) -> str | None:
+RouteKey = Literal[
+    "action_route", "change_route", "list_by_condition", "list_by_ids", "cancel", "image_seed"
+]
+"""The `ServerInfo` fields that say whether a route exists."""
+
+
+def route_key(path: str) -> RouteKey | None:
     """The `ServerInfo` field a request path speaks for, or None."""
     if path.startswith("/submit/action"):
         return "action_route"
@@ -121,7 +146,7 @@ class Evidence:
 
     def __init__(self) -> None:
         self._claims: dict[Dialect, list[str]] = {}
-        self.routes: dict[str, bool] = {}
+        self.routes: dict[RouteKey, bool] = {}
         self.buttons: bool | None = None
         self.notifications = 0
         self.finished_tasks = 0
@@ -146,6 +171,22 @@ class Evidence:
             self.routes[key] = present
             if key == "action_route" and not present:
                 self.claim("oss", "POST /mj/submit/action does not exist (novicezk has no /action)")
+
+    def record(self, path: str, error: MJError | None) -> None:
+        """Note what an answer to *path* (None: a success) says about the server."""
+        if error is None:
+            self.route(path, True)
+            return
+        if isinstance(error, RouteNotFoundError):
+            self.route(path, False)
+            if error.status is not None and 200 <= error.status < 300:
+                self.claim(
+                    "newapi", "answered a web page with HTTP 200 for a route it lacks (new-api)"
+                )
+        elif isinstance(error, SubmitRejectedError | TaskNotFoundError):
+            self.route(path, True)
+        if isinstance(error, APIError) and _says_newapi(error):
+            self.claim("newapi", "answered with new-api's own error shape or wording")
 
     @property
     def watching(self) -> bool:
@@ -216,12 +257,7 @@ def classify_probe(response: Response) -> tuple[bool | None, Dialect | None, str
     """
     status = response.status
     content = response.content.strip()
-    body: object = None
-    if content:
-        try:
-            body = json.loads(content)
-        except (ValueError, RecursionError):
-            body = None
+    body, _ = try_json(content) if content else (None, False)
     content_type = next(
         (value for key, value in response.headers.items() if key.lower() == "content-type"), ""
     )
@@ -244,3 +280,47 @@ def classify_probe(response: Response) -> tuple[bool | None, Dialect | None, str
     if isinstance(body, Mapping) and "code" in body:
         return True, None, f"a JSON answer (HTTP {status})"
     return None, None, f"HTTP {status}"
+
+
+Probe = Callable[[str], Awaitable[tuple[bool | None, Dialect | None, str]]]
+
+
+async def probe(evidence: Evidence, get: Probe) -> None:
+    """GET every path in `PROBES` at once (*get* parses with `classify_probe`); record it.
+
+    Raises:
+        mjasync.MJError: the first failure, when every probe failed.
+    """
+    failures: list[MJError] = []
+
+    async def one(path: str) -> None:
+        try:
+            present, hint, seen = await get(path)
+        except MJError as error:
+            failures.append(error)
+            return
+        key = route_key(path)
+        where = f"GET /mj{path}: {seen}"
+        if present is not None and key is not None and key not in evidence.routes:
+            evidence.route(path, present)
+        if hint is not None:
+            evidence.claim(hint, where)
+        elif path == "/submit/action" and present and seen.startswith("Spring"):
+            evidence.claim("plus", f"{where}: a Spring server with /submit/action")
+
+    async with anyio.create_task_group() as group:
+        for path in PROBES:
+            group.start_soon(one, path)
+    if len(failures) == len(PROBES):
+        raise failures[0]
+
+
+def _says_newapi(error: APIError) -> bool:
+    """new-api's own refusals: ``{"error": {..., "type": "new_api_error"}}``, task_no_found."""
+    body = error.body
+    if isinstance(body, Mapping):
+        inner = body.get("error")
+        if isinstance(inner, Mapping) and inner.get("type") == "new_api_error":
+            return True
+    description = error.description or ""
+    return "task_no_found" in description or "task_not_found" in description

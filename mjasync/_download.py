@@ -1,4 +1,4 @@
-"""Downloading a finished task's image or video: streamed, validated, atomically renamed.
+"""Saving a finished task's image or video: named, streamed, validated, renamed atomically.
 
 Result URLs expire (Discord CDN links last about a day and no proxy can refresh them),
 so a result is worth fetching the moment a task succeeds, and a half-written file must
@@ -7,6 +7,7 @@ directory, checked (status, content type, size cap, magic bytes, and the format'
 completeness rule) and only then renamed over the final name. Every failure,
 cancellation included, removes the temporary file. Failures of the local filesystem
 (permissions, a full disk, a file where the directory should be) are `LocalFileError`.
+What a body is (its kind, whether it is complete) is `_media`'s question.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, Literal, cast
-from urllib.parse import urlsplit, urlunsplit
+from typing import IO, Any, cast
 
 import anyio
 import anyio.to_thread
@@ -37,32 +37,33 @@ from ._errors import (
     RateLimitError,
     ServerError,
 )
-from ._images import sniff_mime
-from ._models import Task, TaskAction, TaskStatus
-from ._retry import RequestKind, RetryPolicy, parse_retry_after, with_retries
+from ._media import (
+    KINDS_BY_SUFFIX,
+    MediaKind,
+    body_kind,
+    is_complete_image,
+    is_complete_video,
+    media_url,
+)
+from ._models import Task, TaskStatus
+from ._policy import RetryPolicy
+from ._redact import display_url
+from ._retry import RequestKind, parse_retry_after, with_retries
 from ._transport import AsyncTransport, Request
 
+# MediaKind lives in _media; it is named here too for the modules that import it from
+# here (cli.py).
 __all__ = [
     "DEFAULT_MAX_DOWNLOAD_BYTES",
     "LocalFileError",
     "MediaKind",
-    "default_kind",
     "download_result",
     "file_stem",
-    "image_kind",
-    "is_complete_image",
-    "is_complete_video",
-    "media_url",
-    "same_origin",
-    "video_kind",
 ]
 
 logger = logging.getLogger("mjasync")
 
 DEFAULT_MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
-
-MediaKind = Literal["image", "video"]
-"""What `Client.download` saves: the task's ``"image"`` or its ``"video"``."""
 
 _IMAGE_SUFFIX_BY_TYPE = {
     "image/png": ".png",
@@ -77,29 +78,8 @@ _VIDEO_SUFFIX_BY_TYPE = {
     "video/webm": ".webm",
     "video/quicktime": ".mov",
 }
-# The body kinds (from magic bytes) each suffix accepts.
-_KINDS_BY_SUFFIX: dict[str, frozenset[str]] = {
-    ".png": frozenset({"png"}),
-    ".jpg": frozenset({"jpeg"}),
-    ".jpeg": frozenset({"jpeg"}),
-    ".webp": frozenset({"webp"}),
-    ".gif": frozenset({"gif"}),
-    ".mp4": frozenset({"mp4"}),
-    ".mov": frozenset({"mp4", "quicktime"}),
-    ".webm": frozenset({"webm"}),
-}
 _IMAGE_SUFFIXES = (".png", ".jpg", ".webp", ".gif")
 _VIDEO_SUFFIXES = (".mp4", ".webm", ".mov")
-_VIDEO_ACTIONS = frozenset({TaskAction.VIDEO, TaskAction.VIDEO_EXTEND})
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-# An IEND chunk is always empty, so its length, type and CRC are these 12 fixed bytes.
-_PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
-_EBML_MAGIC = b"\x1a\x45\xdf\xa3"
-_MATROSKA_SEGMENT = b"\x18\x53\x80\x67"
-# Top-level boxes a QuickTime file written before ISO BMFF may start with (no ftyp).
-_QUICKTIME_FIRST = frozenset({b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"})
-# A fragmented MP4 has two boxes per fragment; this bounds the walk, not real files.
-_MAX_BOXES = 1_000_000
 _EDGE = 32
 _CHUNK = 64 * 1024
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
@@ -168,160 +148,6 @@ def _file_mode() -> int:
 
 
 _FILE_MODE = _file_mode()
-
-
-def image_kind(head: bytes) -> str | None:
-    """``"png"``, ``"jpeg"``, ``"webp"`` or ``"gif"`` from the first bytes; None otherwise."""
-    mime = sniff_mime(head)
-    return mime.removeprefix("image/") if mime is not None else None
-
-
-def video_kind(head: bytes) -> str | None:
-    """``"mp4"`` (an ISO BMFF ``ftyp`` box), ``"quicktime"`` or ``"webm"``; None otherwise."""
-    if head[4:8] == b"ftyp":
-        return "mp4"
-    if head.startswith(_EBML_MAGIC):
-        return "webm"
-    if head[4:8] in _QUICKTIME_FIRST:
-        return "quicktime"
-    return None
-
-
-def _body_kind(head: bytes) -> str | None:
-    return image_kind(head) or video_kind(head)
-
-
-def is_complete_image(head: bytes, tail: bytes, size: int) -> bool:
-    """Whether a body with these first/last bytes and this size is a whole image.
-
-    Only the edges are needed: PNG ends with its fixed IEND chunk, JPEG with the EOI
-    marker, GIF with its trailer byte, and WEBP states its own length in the RIFF header.
-    """
-    kind = image_kind(head)
-    if kind == "png":
-        return size >= len(_PNG_SIGNATURE) + len(_PNG_IEND) and tail.endswith(_PNG_IEND)
-    if kind == "jpeg":
-        # Some encoders pad after EOI; a cut-off body ends mid-scan without it.
-        return tail.rstrip(b"\x00").endswith(b"\xff\xd9")
-    if kind == "gif":
-        return size > 13 and tail.endswith(b"\x3b")
-    if kind == "webp":
-        return size == int.from_bytes(head[4:8], "little") + 8
-    return False
-
-
-def _box_types(handle: IO[bytes], size: int) -> list[bytes] | None:
-    """The top-level ISO BMFF box types, if the boxes tile the file exactly; else None."""
-    types: list[bytes] = []
-    offset = 0
-    while offset < size:
-        if len(types) >= _MAX_BOXES:
-            return None
-        handle.seek(offset)
-        header = handle.read(16)
-        if len(header) < 8:
-            return None
-        box_size = int.from_bytes(header[:4], "big")
-        box_type = header[4:8]
-        if not all(0x20 <= byte <= 0x7E for byte in box_type):
-            return None
-        if box_size == 1:  # a 64-bit size follows the type
-            if len(header) < 16:
-                return None
-            box_size = int.from_bytes(header[8:16], "big")
-            if box_size < 16:
-                return None
-        elif box_size == 0:  # the last box runs to the end of the file
-            box_size = size - offset
-        elif box_size < 8:
-            return None
-        types.append(box_type)
-        offset += box_size
-    return types if offset == size else None
-
-
-def _ebml_vint(data: bytes, at: int, *, keep_marker: bool) -> tuple[int, int, bool] | None:
-    """An EBML variable-length integer at *at*: (value, length, all value bits set)."""
-    if at >= len(data) or data[at] == 0:
-        return None
-    length = 9 - data[at].bit_length()
-    if at + length > len(data):
-        return None
-    value = int.from_bytes(data[at : at + length], "big")
-    if keep_marker:
-        return value, length, False
-    value_bits = 7 * length
-    value &= (1 << value_bits) - 1
-    return value, length, value == (1 << value_bits) - 1
-
-
-def _webm_complete(head: bytes, size: int) -> bool:
-    """The EBML header, then a Segment whose declared size fits the file.
-
-    A Segment of unknown size (a live stream's) cannot be checked from the bytes.
-    """
-    ebml_id = _ebml_vint(head, 0, keep_marker=True)
-    if ebml_id is None or head[: ebml_id[1]] != _EBML_MAGIC:
-        return False
-    header_size = _ebml_vint(head, ebml_id[1], keep_marker=False)
-    if header_size is None:
-        return False
-    at = ebml_id[1] + header_size[1] + header_size[0]
-    segment_id = _ebml_vint(head, at, keep_marker=True)
-    if segment_id is None or head[at : at + segment_id[1]] != _MATROSKA_SEGMENT:
-        return False
-    segment_size = _ebml_vint(head, at + segment_id[1], keep_marker=False)
-    if segment_size is None:
-        return False
-    value, length, unknown = segment_size
-    return unknown or size >= at + segment_id[1] + length + value
-
-
-def is_complete_video(path: str | os.PathLike[str]) -> bool:
-    """Whether the file at *path* is a whole MP4, QuickTime or WebM video.
-
-    MP4/QuickTime: the top-level boxes (an ``ftyp`` first, for MP4) tile the file exactly,
-    so a body cut anywhere but a box boundary is caught. WebM: the EBML header and the
-    Segment's declared size fit the file.
-    """
-    try:
-        with Path(path).open("rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            head = handle.read(64)
-            kind = video_kind(head)
-            if kind == "webm":
-                return _webm_complete(head, size)
-            if kind is None:
-                return False
-            types = _box_types(handle, size)
-    except OSError:
-        return False
-    if types is None or len(types) < 2:
-        return False
-    return kind == "quicktime" or types[0] == b"ftyp"
-
-
-def same_origin(url: str, base_url: str) -> bool:
-    """True when *url* has the scheme, host and port of *base_url*."""
-    return _origin(url) == _origin(base_url)
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port is None:
-        port = {"http": 80, "https": 443}.get(scheme)
-    return scheme, (parts.hostname or "").lower(), port
-
-
-def _redacted(url: str) -> str:
-    """The URL without its query: CDN signatures have no place in logs or errors."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(query="", fragment=""))
 
 
 def _fit(name: str, limit: int = _MAX_STEM_BYTES) -> str:
@@ -434,7 +260,7 @@ def _existing_complete(
         if edges is None:
             continue
         head, tail, size = edges
-        if _body_kind(head) not in _KINDS_BY_SUFFIX[suffix]:
+        if body_kind(head) not in KINDS_BY_SUFFIX[suffix]:
             continue
         if kind == "video" and is_complete_video(path):
             return path
@@ -519,7 +345,7 @@ async def _fetch_once(
     kind: MediaKind,
 ) -> Path:
     """One attempt: stream into a temporary file and rename it, or leave nothing behind."""
-    where = f"GET {_redacted(request.url)}"
+    where = f"GET {display_url(request.url)}"
     async with transport.stream(request) as response:
         if not 200 <= response.status < 300:
             raise _status_error(response.status, where, response.headers, kind)
@@ -559,13 +385,13 @@ async def _fetch_once(
                 tail = (tail + chunk)[-_EDGE:]
                 with _local("write", temp):
                     await anyio.to_thread.run_sync(handle.write, chunk)
-            body = _body_kind(head)
+            body = body_kind(head)
             label = kind if body is None else body.upper()
             if body is None:
                 expected_kinds = "PNG, JPEG, WEBP or GIF" if kind == "image" else "MP4 or WebM"
                 msg = f"{where}: the body is not a {expected_kinds} {kind} ({size:,} bytes)"
                 raise DecodeError(msg, status=response.status)
-            if body not in _KINDS_BY_SUFFIX[suffix]:
+            if body not in KINDS_BY_SUFFIX[suffix]:
                 msg = f"{where}: content type {mime!r} but the body is a {label} file"
                 raise DecodeError(msg, status=response.status)
             if expected is not None and size != expected:
@@ -593,38 +419,6 @@ async def _fetch_once(
         return target
 
 
-def default_kind(task: Task) -> MediaKind:
-    """``"video"`` for a VIDEO task or a task whose only result is a video, else ``"image"``."""
-    if task.action in _VIDEO_ACTIONS:
-        return "video"
-    image = (task.image_url or "").strip()
-    if task.video_urls and (not image or image in task.video_urls):
-        return "video"
-    return "image"
-
-
-def media_url(task: Task, kind: MediaKind) -> str:
-    """The URL `download` fetches for *kind*; InvalidRequestError when there is none."""
-    if kind == "video":
-        url = (task.video_url or "").strip()
-        if not url:
-            msg = f"task {task.id} has no video (no videoUrl, videoUrls or video imageUrl)"
-            raise InvalidRequestError(msg)
-    else:
-        url = (task.image_url or "").strip()
-        if not url:
-            msg = f"task {task.id} succeeded but has no image_url"
-            raise InvalidRequestError(msg)
-        if url in task.video_urls:
-            # trueai puts a VIDEO task's video in imageUrl: never save it as an image.
-            msg = f"task {task.id} has no image: its imageUrl is its video; use kind='video'"
-            raise InvalidRequestError(msg)
-    if urlsplit(url).scheme.lower() not in {"http", "https"}:
-        msg = f"task {task.id} has a {kind} URL that is not http(s): {_redacted(url)!r}"
-        raise InvalidRequestError(msg)
-    return url
-
-
 async def download_result(
     task: Task,
     directory: str | os.PathLike[str],
@@ -641,11 +435,8 @@ async def download_result(
     """Save *task*'s final image or video in *directory*; return its path (`Client.download`).
 
     *headers* are sent as given: the caller decides whether the result's host may see
-    the API key.
+    the API key. *kind* was checked by the caller (`check_kind`).
     """
-    if kind not in {"image", "video"}:
-        msg = f'kind must be "image" or "video", got {kind!r}'
-        raise InvalidRequestError(msg)
     if task.status != TaskStatus.SUCCESS:
         msg = (
             f"task {task.id} is {task.status or 'without status'}, not SUCCESS; "

@@ -13,19 +13,26 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from collections.abc import Awaitable, Callable
+import random
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from typing import cast
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
 
-from ._errors import InvalidRequestError, RateLimitError, ServerError
-from ._retry import parse_retry_after
+from ._errors import APIError, InvalidRequestError, RateLimitError, ServerError, TransportError
+from ._policy import RetryPolicy
+from ._redact import display_url
+from ._retry import RequestKind, parse_retry_after, with_retries
 from ._transport import AsyncTransport, Request
 
 __all__ = [
+    "DEFAULT_MAX_IMAGE_BYTES",
     "ImageInput",
+    "ImageInputs",
+    "as_image_list",
     "check_url",
     "fetch_image",
     "is_url",
@@ -65,24 +72,15 @@ def check_url(url: str, what: str) -> str:
         parts = urlsplit(text)
         host = parts.hostname
     except ValueError as exc:
-        msg = f"{what} is not a valid URL: {_redacted(text)!r}"
+        msg = f"{what} is not a valid URL: {display_url(text)!r}"
         raise InvalidRequestError(msg) from exc
     if parts.scheme.lower() not in {"http", "https"} or not host:
-        msg = f"{what} is not an http(s) URL with a host: {_redacted(text)!r}"
+        msg = f"{what} is not an http(s) URL with a host: {display_url(text)!r}"
         raise InvalidRequestError(msg)
     if any(char.isspace() or ord(char) < 0x20 for char in text):
-        msg = f"{what} URL contains whitespace or control characters: {_redacted(text)!r}"
+        msg = f"{what} URL contains whitespace or control characters: {display_url(text)!r}"
         raise InvalidRequestError(msg)
     return text
-
-
-def _redacted(url: str) -> str:
-    """The URL without its query: signed CDN links carry tokens that belong in no message."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url.split("?", 1)[0]
-    return urlunsplit(parts._replace(query="", fragment=""))
 
 
 def sniff_mime(data: bytes) -> str | None:
@@ -170,7 +168,7 @@ async def fetch_image(
     raises `RateLimitError` / `ServerError` (the caller may retry); every other refusal
     is an `InvalidRequestError`.
     """
-    where = f"{what} at {_redacted(request.url)}"
+    where = f"{what} at {display_url(request.url)}"
     async with transport.stream(request) as response:
         status = response.status
         if status == 429:
@@ -230,7 +228,7 @@ async def to_data_uri(
                 raise InvalidRequestError(msg)
             url = check_url(text, what)
             data = await fetch_url(url, max_bytes, what)
-            return _encode(data, f"{what} at {_redacted(url)}", max_bytes, png_only=png_only)
+            return _encode(data, f"{what} at {display_url(url)}", max_bytes, png_only=png_only)
         msg = (
             f"{what} string is neither a data: URI nor an http(s) URL; "
             "pass a pathlib.Path to read a file"
@@ -239,3 +237,82 @@ async def to_data_uri(
     kind = type(image).__name__
     msg = f"{what} must be bytes, a pathlib.Path, a data: URI or an http(s) URL, got {kind}"
     raise InvalidRequestError(msg)
+
+
+def as_image_list(images: object) -> list[object]:
+    """One image or an iterable of images, as a list: a str, bytes or path is one image."""
+    if isinstance(images, str | bytes | bytearray | memoryview) or hasattr(images, "__fspath__"):
+        return [images]
+    return list(cast(Iterable[object], images))
+
+
+class ImageInputs:
+    """One client's image inputs: data URIs (URL inputs downloaded) or checked URLs.
+
+    Args:
+        transport: the client's transport, for downloads of URL inputs.
+        user_agent: the client's User-Agent. The API key is never sent with a download:
+            an input URL is someone else's host.
+        retry: how a failed download is retried.
+        rng: the jitter of those retries.
+        max_bytes: the largest image accepted.
+        check_open: raises `ClientClosedError` once the client is closed.
+    """
+
+    def __init__(
+        self,
+        transport: AsyncTransport,
+        *,
+        user_agent: str,
+        retry: RetryPolicy,
+        rng: random.Random,
+        max_bytes: int,
+        check_open: Callable[[], None],
+    ) -> None:
+        self._transport = transport
+        self._headers = {"User-Agent": user_agent, "Accept": "image/*"}
+        self._retry = retry
+        self._rng = rng
+        self.max_bytes = max_bytes
+        self._check_open = check_open
+
+    async def fetch_url(self, url: str, max_bytes: int, what: str = "image") -> bytes:
+        """Download an image input that must travel as base64: streamed, capped, retried."""
+        self._check_open()
+        request = Request("GET", url, self._headers)
+
+        async def attempt() -> bytes:
+            return await fetch_image(self._transport, request, what, max_bytes)
+
+        try:
+            return await with_retries(
+                self._retry, RequestKind.QUERY, self._rng, attempt, what="an image input download"
+            )
+        except (TransportError, APIError) as error:
+            # Nothing was submitted: an input that cannot be fetched is a bad input.
+            msg = f"could not download {what}: {error}"
+            raise InvalidRequestError(msg) from error
+
+    async def data_uri(self, image: object, what: str, *, png_only: bool = False) -> str:
+        """*image* as a data URI; a URL is downloaded (for routes that need base64)."""
+        return await to_data_uri(
+            image, what=what, max_bytes=self.max_bytes, fetch_url=self.fetch_url, png_only=png_only
+        )
+
+    async def data_uri_or_url(self, image: object, what: str) -> str:
+        """*image* as a checked http(s) URL when it is one, else as a data URI."""
+        if is_url(image):
+            return check_url(cast(str, image), what)
+        return await self.data_uri(image, what)
+
+    async def data_uris(self, images: object, what: str) -> list[str]:
+        """Every image as a data URI (URLs downloaded), named "*what* 1", "*what* 2"…"""
+        items = as_image_list(images)
+        return [await self.data_uri(image, f"{what} {i}") for i, image in enumerate(items, 1)]
+
+    async def data_uris_or_urls(self, images: object, what: str) -> list[str]:
+        """Every image as a URL (when it is one) or a data URI; nothing is downloaded."""
+        items = as_image_list(images)
+        return [
+            await self.data_uri_or_url(image, f"{what} {i}") for i, image in enumerate(items, 1)
+        ]

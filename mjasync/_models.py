@@ -1,31 +1,51 @@
-"""The wire models: `Task`, `Button`, `Submission`, `AccountFilter`, `TaskStatus`.
+"""The wire models: `Task`, `Submission`, `AccountFilter`, `TaskStatus` (buttons: `_buttons`).
 
 Decoding lives in `_serde.py`; these classes only hold parsed values. Status and action
 are open sets on the wire, so fields typed ``TaskStatus | str`` keep unknown values as
-plain strings instead of failing.
+plain strings instead of failing. Beside them: how far along each status is
+(`STATUS_RANKS`, `is_final`, `outcome`), what names a task (`TaskRef`, `task_id_of`),
+and which `Button` a caller means (`resolve_button`).
 """
 
 import enum
-import functools
-import re
+import unicodedata
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import attrs
 
-from ._errors import ButtonNotFoundError
+from ._buttons import CHANGE_PARENT_ACTIONS, Button, button_name, implied_buttons
+from ._checks import require_text
+from ._errors import (
+    ButtonNotFoundError,
+    InvalidRequestError,
+    ModalRequiredError,
+    TaskCancelledError,
+    TaskFailedError,
+)
 
+# Button, button_name, implied_buttons and CHANGE_PARENT_ACTIONS live in _buttons; they
+# are named here too for the modules that import them from here (bulk/_input.py).
 __all__ = [
     "CHANGE_PARENT_ACTIONS",
+    "FINAL_RANK",
+    "STATUS_RANKS",
     "TERMINAL_STATUSES",
     "AccountFilter",
     "Button",
     "Submission",
     "Task",
     "TaskAction",
+    "TaskRef",
     "TaskStatus",
     "button_name",
     "implied_buttons",
+    "is_final",
+    "outcome",
+    "resolve_button",
+    "task_id_of",
+    "task_path",
 ]
 
 
@@ -72,124 +92,6 @@ class TaskAction(enum.StrEnum):
 
 TERMINAL_STATUSES = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILURE, TaskStatus.CANCEL})
 """Statuses after which a task never changes: SUCCESS, FAILURE, CANCEL (MODAL is not one)."""
-
-# customId second/third segment -> semantic name. Order matters where one prefix
-# contains another (upsample_ before upsample, animate_*_extend before animate_*).
-_JOB_NAMES: tuple[tuple[str, str], ...] = (
-    ("low_variation", "vary_subtle"),
-    ("high_variation", "vary_strong"),
-    ("pan_left", "pan_left"),
-    ("pan_right", "pan_right"),
-    ("pan_up", "pan_up"),
-    ("pan_down", "pan_down"),
-    ("animate_high_extend", "extend_high"),
-    ("animate_low_extend", "extend_low"),
-    ("animate_high", "animate_high"),
-    ("animate_low", "animate_low"),
-)
-_OUTPAINT_NAMES = {"50": "zoom_out_2x", "75": "zoom_out_1.5x", "100": "make_square"}
-_HD_UPSCALE = re.compile(r"upsample_v[\w.]*?_(2x|4x)(?:_(subtle|creative))?$")
-
-
-@functools.lru_cache(maxsize=4096)
-def button_name(custom_id: str) -> str | None:
-    """The stable semantic name of a button, derived from its customId; None if unknown.
-
-    Names: ``U1``..``U4``, ``V1``..``V4``, ``reroll``, ``upscale_subtle``,
-    ``upscale_creative``, ``upscale_2x``, ``upscale_4x``, ``vary_subtle``,
-    ``vary_strong``, ``vary_region``, ``zoom_out_2x``, ``zoom_out_1.5x``,
-    ``make_square``, ``custom_zoom``, ``pan_left``/``right``/``up``/``down``,
-    ``animate_high``/``low``, ``extend_high``/``low``, ``video_U1``..``video_U4``,
-    ``imagine_1``..``imagine_4``, ``imagine_all``, ``describe_retry``,
-    ``shorten_1``..``shorten_5``, ``bookmark``.
-    """
-    parts = custom_id.split("::")
-    if len(parts) < 2 or parts[0] != "MJ":
-        return None
-    kind = parts[1]
-    if kind == "JOB" and len(parts) >= 3:
-        job = parts[2]
-        index = parts[3] if len(parts) >= 4 else ""
-        if job == "upsample" and index in {"1", "2", "3", "4"}:
-            return f"U{index}"
-        if job == "variation" and index in {"1", "2", "3", "4"}:
-            return f"V{index}"
-        if job == "reroll":
-            return "reroll"
-        if job == "video_virtual_upscale" and index in {"1", "2", "3", "4"}:
-            return f"video_U{index}"
-        hd = _HD_UPSCALE.match(job)
-        if hd is not None:
-            return f"upscale_{hd.group(2) or hd.group(1)}"
-        for prefix, name in _JOB_NAMES:
-            if job == prefix:
-                return name
-        return None
-    if kind == "Inpaint":
-        return "vary_region"
-    if kind == "Outpaint" and len(parts) >= 3:
-        return _OUTPAINT_NAMES.get(parts[2])
-    if kind == "CustomZoom":
-        return "custom_zoom"
-    if kind == "Job" and len(parts) >= 4:
-        if parts[2] == "PicReader":
-            return "imagine_all" if parts[3] == "all" else f"imagine_{parts[3]}"
-        if parts[2] == "PromptAnalyzer":
-            return f"shorten_{parts[3]}"
-    if kind == "Picread" and len(parts) >= 3 and parts[2] == "Retry":
-        return "describe_retry"
-    if kind == "BOOKMARK":
-        return "bookmark"
-    return None
-
-
-@attrs.frozen(slots=True)
-class Button:
-    """One button on a finished task; pass it (or its name) to `Client.action()`.
-
-    A button the server sent carries its ``custom_id``. novicezk's open-source proxy sends
-    no buttons at all; for its finished IMAGINE, VARIATION, REROLL and BLEND tasks mjasync
-    offers the nine buttons that route implies (`implied`): ``custom_id`` is empty (no
-    customId is ever made up), and ``change_action``/``change_index`` say what
-    ``/submit/change`` sends when it is pressed (``UPSCALE`` 1-4, ``VARIATION`` 1-4,
-    ``REROLL``).
-    """
-
-    custom_id: str
-    emoji: str = ""
-    label: str = ""
-    type: int = 2
-    style: int = 2
-    change_action: str | None = None
-    change_index: int | None = None
-
-    @property
-    def name(self) -> str | None:
-        """Stable semantic name (``U1``, ``vary_region``, ``pan_left``…) or None if unknown."""
-        if not self.custom_id and self.change_action is not None:
-            return _change_name(self.change_action, self.change_index)
-        return button_name(self.custom_id)
-
-    @property
-    def implied(self) -> bool:
-        """True for a button the server did not send (pressed through ``/submit/change``)."""
-        return not self.custom_id and self.change_action is not None
-
-    def describe(self) -> str:
-        """A short human form: the name, else the label, else the emoji, else the customId."""
-        return self.name or self.label or self.emoji or self.custom_id
-
-    def __repr__(self) -> str:
-        # The customId is a long opaque hash; the semantic name is what a reader needs.
-        name = self.name
-        if name is not None:
-            return f"Button(name={name!r})"
-        shown = [
-            f"{key}={value!r}"
-            for key, value in (("label", self.label), ("emoji", self.emoji))
-            if value
-        ]
-        return f"Button({', '.join(shown) or f'custom_id={self.custom_id!r}'})"
 
 
 @attrs.frozen(slots=True)
@@ -286,6 +188,39 @@ def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# Snapshots only move forward: a duplicate or late poll/hook answer never undoes a newer
+# one. MODAL shares the top rank with the terminal statuses: it never moves by itself.
+FINAL_RANK = 3
+STATUS_RANKS: dict[str, int] = {
+    "NOT_START": 0,
+    "": 0,
+    "SUBMITTED": 1,
+    "IN_PROGRESS": 2,
+    "MODAL": FINAL_RANK,
+    "SUCCESS": FINAL_RANK,
+    "FAILURE": FINAL_RANK,
+    "CANCEL": FINAL_RANK,
+}
+"""How far along each status is; unknown statuses rank 0 (a wait ends only at FINAL_RANK)."""
+
+
+def is_final(task: Task) -> bool:
+    """True when *task* will not change by itself: SUCCESS, FAILURE, CANCEL or MODAL."""
+    return STATUS_RANKS.get(task.status, 0) == FINAL_RANK
+
+
+def outcome(task: Task) -> Task:
+    """*task* when it is SUCCESS (or not final); otherwise the matching `TaskError`."""
+    status = task.status
+    if status == "FAILURE":
+        raise TaskFailedError(task)
+    if status == "CANCEL":
+        raise TaskCancelledError(task)
+    if status == "MODAL":
+        raise ModalRequiredError(task)
+    return task
+
+
 @attrs.frozen(slots=True)
 class Submission:
     """The answer to a submit: the business ``code`` and the new task's id.
@@ -345,47 +280,96 @@ class AccountFilter:
     remix_auto_considered: bool | None = None
 
 
-# -- novicezk's legacy /submit/change: the buttons its tasks imply --------------------------
-
-# novicezk SubmitController.java change(): the parent must be SUCCESS and one of these.
-CHANGE_PARENT_ACTIONS = frozenset({"IMAGINE", "VARIATION", "REROLL", "BLEND"})
-"""Actions of the tasks novicezk's ``/submit/change`` accepts as a parent."""
-
-_IMPLIED_BUTTONS: tuple[Button, ...] = (
-    *(Button("", label=f"U{i}", change_action="UPSCALE", change_index=i) for i in range(1, 5)),
-    *(Button("", label=f"V{i}", change_action="VARIATION", change_index=i) for i in range(1, 5)),
-    Button(
-        "",
-        emoji="\N{ANTICLOCKWISE DOWNWARDS AND UPWARDS OPEN CIRCLE ARROWS}",
-        change_action="REROLL",
-    ),
-)
-
-
-def _change_name(action: str, index: int | None) -> str | None:
-    if action == "REROLL":
-        return "reroll"
-    if index is not None and 1 <= index <= 4:
-        if action == "UPSCALE":
-            return f"U{index}"
-        if action == "VARIATION":
-            return f"V{index}"
-    return None
-
-
-def implied_buttons(status: object, action: object) -> tuple[Button, ...]:
-    """The buttons a task without a ``buttons`` field implies (novicezk's open-source proxy).
-
-    A finished IMAGINE, VARIATION, REROLL or BLEND task offers ``U1``…``U4``, ``V1``…``V4``
-    and ``reroll`` through ``/submit/change``; any other task offers none.
-    """
-    if status != "SUCCESS" or action not in CHANGE_PARENT_ACTIONS:
-        return ()
-    return _IMPLIED_BUTTONS
-
-
 def _is_existing_task(description: str, properties: dict[str, Any]) -> bool:
     # novicezk before b146e94, SubmitController.java change(): SubmitResultVO.of(EXISTED,
     # "任务已存在", id).setProperty("status", ...).setProperty("imageUrl", ...). A modal's 21
     # (PLUS, trueai) carries finalPrompt/remix instead, and its own description.
     return "status" in properties or "imageUrl" in properties or "任务已存在" in description
+
+
+# -- what names a task, and which button a caller means -----------------------------------
+
+_MAX_TASK_ID = 128
+
+TaskRef = Task | Submission | str
+"""Anything that names a task: a `Task`, a `Submission` or a task id."""
+
+
+def task_id_of(target: object) -> str:
+    """The task id named by a `Task`, a `Submission` or an id string.
+
+    Surrounding whitespace is dropped. An id that could not be a task id, or that would
+    change the request's path if put in a URL (``/``, ``?``, ``#``, ``\\``, inner
+    whitespace, control characters, ``.`` or ``..``, more than 128 characters), raises
+    `InvalidRequestError`: nothing is sent.
+    """
+    if isinstance(target, Task):
+        return _checked_id(target.id)
+    if isinstance(target, Submission):
+        if target.task_id is None:
+            msg = f"submission (code {target.code}) carries no task id"
+            raise InvalidRequestError(msg)
+        return _checked_id(target.task_id)
+    if isinstance(target, str) and target.strip():
+        return _checked_id(target.strip())
+    if isinstance(target, int) and not isinstance(target, bool):
+        return str(target)
+    msg = f"expected a Task, a Submission or a task id, got {type(target).__name__}"
+    raise InvalidRequestError(msg)
+
+
+def _checked_id(task_id: str) -> str:
+    shown = repr(task_id) if len(task_id) <= 40 else repr(task_id[:40]) + "…"
+    problem = None
+    if not task_id or task_id in {".", ".."}:
+        problem = "is empty, or a path step"
+    elif len(task_id) > _MAX_TASK_ID:
+        problem = f"is {len(task_id)} characters long (at most {_MAX_TASK_ID})"
+    elif any(ch in "/?#\\" for ch in task_id):
+        problem = "contains /, ?, # or \\"
+    elif any(ch.isspace() or unicodedata.category(ch) in {"Cc", "Cf", "Cs"} for ch in task_id):
+        problem = "contains whitespace or control characters"
+    if problem is not None:
+        msg = f"task id {shown} {problem}: not a task id"
+        raise InvalidRequestError(msg)
+    return task_id
+
+
+def task_path(task_id: str, route: str) -> str:
+    """``/task/{id}/{route}`` with the id percent-encoded (it is one path segment)."""
+    return f"/task/{quote(task_id, safe='')}/{route}"
+
+
+def resolve_button(task: Task | str, button: Button | str) -> Button:
+    """The `Button` *button* names on *task*, checked before anything is sent.
+
+    A `Button` is taken as it is, a customId (``MJ::...``) is sent as given, and any
+    other key is looked up with `Task.button` (so it needs the `Task`, not its id).
+
+    Raises:
+        mjasync.ButtonNotFoundError: the task has no such button, or it ended in
+            FAILURE or CANCEL.
+        mjasync.InvalidRequestError: a blank key, a `Button` without a customId, or a
+            key other than a customId with only the task's id.
+    """
+    if isinstance(task, Task) and task.status in {TaskStatus.FAILURE, TaskStatus.CANCEL}:
+        key = button.describe() if isinstance(button, Button) else str(button)
+        msg = f"task {task.id} ended in {task.status}: it has no buttons to press"
+        raise ButtonNotFoundError(msg, key=key)
+    if isinstance(button, Button):
+        if not button.custom_id and not button.implied:
+            msg = "this Button has no customId to press"
+            raise InvalidRequestError(msg)
+        return button
+    key = require_text(button, "button")
+    if key.startswith("MJ::"):
+        # An explicit customId is sent as given, even when the snapshot lacks it
+        # (relays may strip buttons); the server has the final word.
+        return Button(custom_id=key)
+    if isinstance(task, Task):
+        return task.button(key)
+    msg = (
+        f"button {key!r} is not a customId; pass the Task (not its id) to press "
+        "a button by name, label or emoji"
+    )
+    raise InvalidRequestError(msg)

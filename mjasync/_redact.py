@@ -1,4 +1,4 @@
-"""Keeping secrets out of messages, exceptions and logs.
+"""Keeping secrets out of messages, exceptions and logs, and long bodies out of logs.
 
 A server may echo the key back (an error text quoting the header, an HTML page that
 prints the request), and a URL may carry credentials (``user:pass@host``, a
@@ -7,6 +7,7 @@ prints the request), and a URL may carry credentials (``user:pass@host``, a
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -15,6 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 __all__ = [
     "REDACTED",
     "display_url",
+    "logged_answer",
+    "logged_body",
     "redact_error",
     "redact_text",
     "redact_value",
@@ -30,6 +33,8 @@ _TOKEN_PARAM = re.compile(
     r"(?i)\b(token|key|secret|signature|password|api[-_]?key)=([^&\s\"'<>#]+)"
 )
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}")
+_LOG_BODY = 400
+_DATA_URI = re.compile(r"^data:([\w.+/-]*);base64,", re.IGNORECASE)
 
 
 def secrets_in_headers(headers: Mapping[str, str]) -> tuple[str, ...]:
@@ -103,3 +108,39 @@ def display_url(url: str) -> str:
     if parts.username or parts.password:
         netloc = f"{REDACTED}@{netloc}"
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _summary(value: object) -> object:
+    """*value* for a debug log: data URIs shortened to their type and size."""
+    if isinstance(value, str):
+        match = _DATA_URI.match(value)
+        if match:
+            return f"<data:{match.group(1) or '?'};base64, {len(value) - match.end():,} chars>"
+        if len(value) > 200:
+            return value[:200] + "…"
+        return value
+    if isinstance(value, Mapping):
+        return {key: _summary(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_summary(item) for item in value]
+    return value
+
+
+def logged_body(body: object, secrets: Iterable[str]) -> str:
+    """A request body as a debug log shows it: redacted, images summarised, cut short."""
+    if body is None:
+        return ""
+    text = json.dumps(_summary(body), ensure_ascii=False, default=str)
+    if len(text) > _LOG_BODY:
+        text = text[:_LOG_BODY] + "…"
+    return " " + redact_text(text, secrets)
+
+
+def logged_answer(content: bytes, secrets: Iterable[str]) -> str:
+    """A response body as a debug log shows it: one line, redacted, cut short."""
+    if not content:
+        return ""
+    text = " ".join(content.decode("utf-8", "replace").split())
+    if len(text) > _LOG_BODY:
+        text = text[:_LOG_BODY] + "…"
+    return ": " + redact_text(text, secrets)

@@ -20,7 +20,6 @@ with their English (`mjasync._glossary`), and never contain the key.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -42,10 +41,19 @@ from ._errors import (
 from ._glossary import with_english
 from ._models import Submission
 from ._retry import parse_retry_after
-from ._serde import decode_submission, parse_int
+from ._serde import decode_submission, parse_int, try_json
 from ._transport import Response
 
-__all__ = ["ACCEPTED_CODES", "explain_auth", "read_body", "submission_or_raise"]
+__all__ = [
+    "ACCEPTED_CODES",
+    "ROUTE_MISSING_STATUSES",
+    "as_route_not_found",
+    "auth_shape",
+    "explain_auth",
+    "read_body",
+    "route_missing",
+    "submission_or_raise",
+]
 
 ACCEPTED_CODES = frozenset({1, 22})
 MODAL_CODE = 21
@@ -73,6 +81,8 @@ _CODE_3_NOT_A_TASK = (
     "未找到 Shortened prompts",
     "实例不存在",
 )
+ROUTE_MISSING_STATUSES = frozenset({404, 405, 501})
+"""Statuses that, without the proxy's own JSON, say the server has no such route."""
 # Statuses whose HTML page still says something about the request itself rather than a
 # missing route (nginx answers a too-large image with a 413 page).
 _NOT_A_ROUTE_STATUSES = frozenset({401, 403, 407, 408, 413, 414, 429, 431})
@@ -89,10 +99,8 @@ def _parse(response: Response) -> tuple[object, bool]:
     content = response.content.strip()
     if not content:
         return None, False
-    try:
-        return json.loads(content), True
-    except (ValueError, RecursionError):
-        return response.text, False
+    body, parsed = try_json(content)
+    return (body, True) if parsed else (response.text, False)
 
 
 def _header(response: Response, name: str) -> str:
@@ -233,8 +241,12 @@ def _route_not_found(where: str, status: int, body: object, *, html: bool) -> Ro
     return RouteNotFoundError(msg, url=url, status=status, code=None, body=body)
 
 
-def _auth_shape(status: int, body: object) -> tuple[str, tuple[str, ...]]:
-    """Who refuses this way, and the ``auth=`` styles that server reads (preferred first)."""
+def auth_shape(status: int, body: object) -> tuple[str, tuple[str, ...]]:
+    """Who refuses this way, and the ``auth=`` styles that server reads (preferred first).
+
+    The sentence is empty, and the styles too, when the refusal looks like no server
+    in particular.
+    """
     if status == 401 and body is None:
         # novicezk ApiAuthorizeInterceptor.java: status 401, nothing written; it reads
         # only the mj-api-secret header (Constants.API_SECRET_HEADER_NAME).
@@ -273,7 +285,7 @@ def _auth_message(
     *,
     known: bool,
 ) -> tuple[str, tuple[str, ...]]:
-    shape, reads = _auth_shape(status, body)
+    shape, reads = auth_shape(status, body)
     said = f": {with_english(description)}" if description else ", empty body"
     parts = [f"{where}: authentication failed (HTTP {status}{said})"]
     if not known:
@@ -292,6 +304,10 @@ def _auth_message(
     elif known and auth_style is not None and reads:
         parts.append("the key went where this server looks for it, so check the key itself")
     return "; ".join(parts), suggested
+
+
+# The name cli.py imports (until it imports auth_shape).
+_auth_shape = auth_shape
 
 
 def explain_auth(error: AuthenticationError, *, where: str, auth_style: str | None) -> None:
@@ -375,8 +391,9 @@ def read_body(response: Response, where: str, *, task_id: str | None = None) -> 
     if status >= 500:
         msg = f"{where}: server error: {_reason(description)} (HTTP {status})"
         raise ServerError(msg, body=body, **common)
-    if status in {404, 405}:
+    if status in ROUTE_MISSING_STATUSES:
         # Not the proxy's JSON (that has a code, handled above): the route is missing.
+        # (A bare 501 is a ServerError above: it is retried before it counts as missing.)
         raise _route_not_found(where, status, body, html=html)
     if html and status not in _NOT_A_ROUTE_STATUSES:
         raise _route_not_found(where, status, body, html=html)
@@ -387,6 +404,27 @@ def read_body(response: Response, where: str, *, task_id: str | None = None) -> 
         raise SubmitRejectedError(msg, body=body, **common)
     msg = f"{where}: request failed: {_reason(description)} (HTTP {status})"
     raise APIError(msg, body=body, **common)
+
+
+def as_route_not_found(error: APIError, where: str) -> RouteNotFoundError:
+    """A `RouteNotFoundError` for an answer `route_missing` reads as "no such route"."""
+    if isinstance(error, RouteNotFoundError):
+        return error
+    status = error.status if error.status is not None else 404
+    return _route_not_found(where, status, error.body, html=False)
+
+
+def route_missing(error: APIError) -> bool:
+    """Does *error* say the server lacks the route (so another route may be tried)?
+
+    A `RouteNotFoundError`, or any answer with a route-missing status (a 501 after its
+    retries, a proxy's own JSON 404/405) that is not about an unknown task.
+    """
+    if isinstance(error, RouteNotFoundError):
+        return True
+    if isinstance(error, TaskNotFoundError):
+        return False
+    return error.status in ROUTE_MISSING_STATUSES
 
 
 def submission_or_raise(

@@ -1,4 +1,4 @@
-"""RetryPolicy, and the pure decisions of which failures are safe to retry.
+"""Which failed requests are safe to send again, when, and the loop that does it.
 
 midjourney-proxy has no idempotency keys: a submit that reached the server may have
 started a paid job, so it is resent only when it provably never arrived
@@ -14,10 +14,9 @@ import random
 from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
 from enum import Enum
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import anyio
-import attrs
 
 from ._errors import (
     Delivery,
@@ -28,8 +27,18 @@ from ._errors import (
     TransportError,
     delivery_of,
 )
+from ._policy import RetryPolicy, backoff
 
-__all__ = ["RequestKind", "RetryPolicy", "parse_retry_after", "retry_delay", "with_retries"]
+# RetryPolicy lives in _policy; it is named here too for the modules that import it from
+# here (cli.py).
+__all__ = [
+    "RequestKind",
+    "RetryPolicy",
+    "is_retryable",
+    "parse_retry_after",
+    "retry_delay",
+    "with_retries",
+]
 
 logger = logging.getLogger("mjasync")
 _T = TypeVar("_T")
@@ -40,36 +49,6 @@ class RequestKind(Enum):
 
     QUERY = "query"  # reads, batch polls, cancel: resending is harmless
     SUBMIT = "submit"  # may start a paid job: resend only on provable non-delivery
-
-
-def _positive(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value < 0:
-        msg = f"{attribute.name} must be >= 0, got {value!r}"
-        raise ValueError(msg)
-
-
-def _at_least_one(_: Any, attribute: attrs.Attribute[Any], value: int) -> None:
-    if value < 1:
-        msg = f"{attribute.name} counts every try including the first, so it must be >= 1"
-        raise ValueError(msg)
-
-
-@attrs.frozen(kw_only=True)
-class RetryPolicy:
-    """How transient failures are retried.
-
-    Attributes:
-        attempts: tries in all, the first included (1 disables retries).
-        backoff: seconds before the first retry; doubles each time, with full jitter.
-        max_backoff: cap on one computed backoff.
-        max_retry_after: the longest ``Retry-After`` honoured; a longer one raises
-            `RateLimitError` (with ``retry_after``) instead of waiting.
-    """
-
-    attempts: int = attrs.field(default=3, validator=_at_least_one)
-    backoff: float = attrs.field(default=0.5, validator=_positive)
-    max_backoff: float = attrs.field(default=8.0, validator=_positive)
-    max_retry_after: float = attrs.field(default=60.0, validator=_positive)
 
 
 def is_retryable(kind: RequestKind, error: MJError) -> bool:
@@ -93,9 +72,7 @@ def retry_delay(
     """
     if attempt >= policy.attempts or not is_retryable(kind, error):
         return None
-    ceiling = min(policy.max_backoff, policy.backoff * 2.0 ** (attempt - 1))
-    # "Full jitter" would allow 0 s; keep half the ceiling so retries still back off.
-    delay = ceiling * (0.5 + rng.random() / 2)
+    delay = backoff(attempt, base=policy.backoff, cap=policy.max_backoff, rng=rng)
     if isinstance(error, RateLimitError) and error.retry_after is not None:
         if error.retry_after > policy.max_retry_after:
             return None

@@ -43,6 +43,8 @@ __all__ = [
     "parse_int",
     "parse_progress",
     "parse_time",
+    "task_object",
+    "try_json",
     "video_links",
 ]
 
@@ -291,21 +293,39 @@ def video_links(
     return tuple(dict.fromkeys(link for link in (first, image, *listed) if link is not None))
 
 
+def _not_a_task(data: object) -> DecodeError:
+    return DecodeError(f"a task must be a JSON object, got {body_preview(data)}", body=data)
+
+
+def _no_task_id(data: object) -> DecodeError:
+    return DecodeError(f"a task has no usable id: {body_preview(data)}", body=data)
+
+
+def task_object(data: object) -> dict[str, Any]:
+    """*data* as a JSON object `decode_task` accepts (one with a usable id); else DecodeError.
+
+    The check `decode_task` makes first, for callers that keep the JSON undecoded.
+    """
+    if not isinstance(data, Mapping):
+        raise _not_a_task(data)
+    if as_id(data.get("id")) is None:
+        raise _no_task_id(data)
+    return data if type(data) is dict else dict(data)
+
+
 def _structure_task(data: object, _: type[Task] = Task) -> Task:
     if type(data) is dict or isinstance(data, dict):
         raw: dict[str, Any] = data
     elif isinstance(data, Mapping):
         raw = dict(data)
     else:
-        msg = f"a task must be a JSON object, got {body_preview(data)}"
-        raise DecodeError(msg, body=data)
+        raise _not_a_task(data)
     get = data.get
     task_id = get("id")
     if type(task_id) is not str or not task_id or task_id != task_id.strip():
         task_id = as_id(task_id)
         if task_id is None:
-            msg = f"a task has no usable id: {body_preview(data)}"
-            raise DecodeError(msg, body=data)
+            raise _no_task_id(data)
     status_text = get("status")
     if type(status_text) is not str:
         status_text = _as_text(status_text) or ""
@@ -405,14 +425,26 @@ converter.register_unstructure_hook(
 )
 
 
+def try_json(content: bytes | str) -> tuple[Any, bool]:
+    """``(value, True)`` for JSON text, ``(None, False)`` for anything else.
+
+    The one place mjasync parses JSON: neither ValueError nor RecursionError (a body
+    nested too deep) ever escapes.
+    """
+    try:
+        return json.loads(content), True
+    except (ValueError, RecursionError):
+        return None, False
+
+
 def decode_json(content: bytes) -> Any:
     """Parse a body as JSON; DecodeError (never ValueError) when it is not JSON."""
-    try:
-        return json.loads(content)
-    except (ValueError, RecursionError) as exc:
+    value, parsed = try_json(content)
+    if not parsed:
         preview = content[:200].decode("utf-8", "replace")
         msg = f"the server sent a body that is not JSON: {body_preview(preview)}"
-        raise DecodeError(msg, body=preview) from exc
+        raise DecodeError(msg, body=preview)
+    return value
 
 
 def decode_task(data: object) -> Task:

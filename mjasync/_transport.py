@@ -36,6 +36,8 @@ __all__ = [
     "Request",
     "Response",
     "StreamResponse",
+    "origin",
+    "same_origin",
 ]
 
 
@@ -122,6 +124,7 @@ class AsyncTransport(abc.ABC):
 
 _MAX_REDIRECTS = 5
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 _PORTABLE_HEADERS = frozenset({"user-agent", "accept", "accept-encoding"})
 DEFAULT_POOL_TIMEOUT = 60.0
 """Seconds a request may wait for a free pooled connection before `ConnectError`."""
@@ -133,18 +136,22 @@ _FAILURES = (aiohttp.ClientError, OSError, TimeoutError, ValueError)
 _AIOHTTP_URL = re.compile(r",?\s*url=(?:URL\()?'[^']*'\)?")
 
 
-def _origin(url: str) -> tuple[str, str]:
-    parsed = urlsplit(url)
-    return (parsed.scheme.lower(), parsed.netloc.lower())
-
-
-def _host_key(url: str) -> tuple[str, str, int | None]:
-    parsed = urlsplit(url)
+def origin(url: str) -> tuple[str, str, int | None]:
+    """The scheme, host and port of *url*, lowercased, with the scheme's default port."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
     try:
-        port = parsed.port
+        port = parts.port
     except ValueError:
         port = None
-    return (parsed.scheme.lower(), (parsed.hostname or "").lower(), port)
+    if port is None:
+        port = _DEFAULT_PORTS.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def same_origin(url: str, other: str) -> bool:
+    """True when *url* and *other* share scheme, host and port (``https://h`` is ``:443``)."""
+    return origin(url) == origin(other)
 
 
 def _map_failure(exc: BaseException, request: Request, url: str) -> TransportError:
@@ -205,7 +212,7 @@ class _Pool:
     async def acquire(self, request: Request, url: str) -> _Lease:
         semaphores: list[anyio.Semaphore] = []
         if self._limit_per_host > 0:
-            key = _host_key(url)
+            key = origin(url)
             host = self._per_host.get(key)
             if host is None:
                 host = self._per_host[key] = anyio.Semaphore(self._limit_per_host)
@@ -352,7 +359,7 @@ class AiohttpTransport(AsyncTransport):
             response.release()
             lease.release()
             target = urljoin(str(response.url), location)
-            if _origin(target) != _origin(url):
+            if not same_origin(target, url):
                 headers = {k: v for k, v in headers.items() if k.lower() in _PORTABLE_HEADERS}
             url = target
         msg = f"more than {_MAX_REDIRECTS} redirects from {display_url(request.url)}"

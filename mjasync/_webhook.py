@@ -1,20 +1,23 @@
-"""The notifyHook receiver: token check, size cap and parsing.
+"""The notifyHook side of a client: its settings, token check, size cap and parsing.
 
 Proxies sign nothing (reference §8): the only proof a callback came from the proxy we
-submitted to is the secret token we put in the hook URL. A notification is only a hint;
-the poller decides what it changes. This is the one module that imports ``aiohttp.web``,
-and only inside `aiohttp_handler`, so importing mjasync does not load the server side.
+submitted to is the secret token we put in the hook URL (`HookSettings`). A notification
+is only a hint; the poller decides what it changes (and whether to trust a final one).
+This is the one module that imports ``aiohttp.web``, and only inside `aiohttp_handler`,
+so importing mjasync does not load the server side.
 """
 
 from __future__ import annotations
 
 import hmac
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import attrs
 
-from ._errors import DecodeError
+from ._errors import DecodeError, InvalidRequestError
 from ._models import Task
 from ._serde import decode_json, decode_task
 
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_NOTIFICATION_BYTES",
+    "HookSettings",
     "NotificationBody",
     "NotificationResult",
     "aiohttp_handler",
@@ -56,6 +60,39 @@ class NotificationResult:
     def accepted(self) -> bool:
         """True for a 2xx status."""
         return 200 <= self.status < 300
+
+
+class HookSettings:
+    """A client's notifyHook: the URL sent with every submit, its token, and trust.
+
+    Args:
+        hook: the public URL of the app's webhook route, or None (no hook is sent).
+        token: the secret that URL carries (default: 32 random bytes, url-safe); every
+            process of one app must share it.
+        trust: resolve waiters from a final notification without one confirming fetch.
+
+    Raises:
+        mjasync.InvalidRequestError: *hook* is not an http(s) URL.
+    """
+
+    def __init__(self, hook: str | None, token: str | None, *, trust: bool) -> None:
+        if hook is not None and urlsplit(hook).scheme not in {"http", "https"}:
+            msg = f"notify_hook must be an http(s) URL, got {hook!r}"
+            raise InvalidRequestError(msg)
+        self.token = token or secrets.token_urlsafe(32)
+        self.url = _with_token(hook, self.token) if hook is not None else None
+        self.trust = trust
+
+    def check(self, given: str | None) -> NotificationResult | None:
+        """A refusal for a missing (401) or wrong (403) *given* token; None when it matches."""
+        return check_token(self.token, given)
+
+
+def _with_token(url: str, token: str) -> str:
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "token"]
+    query.append(("token", token))
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def check_token(expected: str, given: str | None) -> NotificationResult | None:

@@ -9,18 +9,23 @@ from urllib.parse import urlsplit
 
 from mjasync import Response
 from mjasync._transport import Request
-from mjasync.testing import MockTransport, json_response, task_payload
+from mjasync.testing import Clock, MockTransport, json_response, task_payload
 
 
 class FakeProxy:
-    """Task states you set by hand; records every status request with its ids and time."""
+    """Task states you set by hand; records every status request with its ids and time.
+
+    The time is *clock*'s (a `VirtualClock` the client polls on), or the monotonic clock.
+    """
 
     def __init__(
         self,
         *,
         routes: tuple[str, ...] = ("list-by-condition", "list-by-ids", "fetch"),
         missing_status: int = 404,
+        clock: Clock | None = None,
     ) -> None:
+        self._now: Callable[[], float] = clock.now if clock is not None else time.monotonic
         self.tasks: dict[str, dict[str, Any]] = {}
         self.routes = routes
         self.missing_status = missing_status
@@ -50,7 +55,7 @@ class FakeProxy:
             route = path.rsplit("/", 1)[-1]
             body = request.json if isinstance(request.json, dict) else {}
             ids = [str(i) for i in body.get("ids", [])]
-        self.log.append((time.monotonic(), route, ids))
+        self.log.append((self._now(), route, ids))
         if self.on_request is not None:
             self.on_request(route, ids)
         if route not in self.routes:

@@ -18,7 +18,8 @@ import pytest
 from _fakeproxy import FakeProxy
 
 import mjasync
-from mjasync._bus import BusStats, LocalBus, LocalHub, RedisBus, redact_url
+from mjasync._bus import BusStats, LocalBus, LocalHub
+from mjasync._redis_bus import RedisBus, redact_url
 from mjasync.testing import task_payload
 
 # Polling so slow that only a notification can finish a wait inside a test.
@@ -279,7 +280,8 @@ def test_redis_bus_without_redis_py_names_the_extra(monkeypatch: pytest.MonkeyPa
 def test_importing_mjasync_and_the_bus_does_not_import_redis() -> None:
     """redis-py is loaded by RedisBus only, so mjasync imports without the extra."""
     code = (
-        "import sys; sys.modules['redis'] = None; import mjasync, mjasync._bus; "
+        "import sys; sys.modules['redis'] = None; "
+        "import mjasync, mjasync._bus, mjasync._redis_bus; "
         "assert mjasync._bus.LocalBus().stats.published == 0; print('ok')"
     )
     done = subprocess.run(

@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 import mjasync
-from mjasync._download import default_kind, is_complete_image, is_complete_video
+from mjasync._media import default_kind, is_complete_image, is_complete_video
 from mjasync.testing import MockTransport, json_response, task_payload
 
 FAST_RETRY = mjasync.RetryPolicy(attempts=3, backoff=0.001, max_backoff=0.005)

@@ -64,7 +64,9 @@ def png(width: int = 8, height: int = 8, shade: int = 0) -> bytes:
 
 
 @asynccontextmanager
-async def simulated(dialect: str, **config: Any) -> AsyncIterator[tuple[Simulator, mjasync.Client]]:
+async def simulated(
+    dialect: str, *, retry: RetryPolicy = RETRY, **config: Any
+) -> AsyncIterator[tuple[Simulator, mjasync.Client]]:
     """A fast simulator of *dialect* and a client speaking its auth style."""
     async with (
         Simulator(dialect=dialect, api_key=KEY, time_scale=0.005, **config) as sim,
@@ -73,7 +75,7 @@ async def simulated(dialect: str, **config: Any) -> AsyncIterator[tuple[Simulato
             KEY,
             auth=AUTH[dialect],  # type: ignore[arg-type]
             poll=POLL,
-            retry=RETRY,
+            retry=retry,
         ) as mj,
     ):
         yield sim, mj
@@ -416,8 +418,8 @@ async def test_rate_limited_submit_is_retried(dialect: str) -> None:
 @pytest.mark.parametrize("dialect", ALL)
 async def test_rate_limit_beyond_max_retry_after_raises(dialect: str) -> None:
     """A Retry-After above the policy's cap raises RateLimitError with retry_after."""
-    async with simulated(dialect) as (sim, mj):
-        mj.retry = RetryPolicy(attempts=3, backoff=0.001, max_retry_after=1.0)
+    retry = RetryPolicy(attempts=3, backoff=0.001, max_retry_after=1.0)
+    async with simulated(dialect, retry=retry) as (sim, mj):
         sim.inject("imagine", "rate_limit", retry_after=30)
         with pytest.raises(RateLimitError) as info:
             await mj.imagine("a cat")
@@ -477,8 +479,7 @@ async def test_query_dropped_connection_is_retried(dialect: str) -> None:
 @pytest.mark.parametrize("dialect", ALL)
 async def test_malformed_body_is_decode_error(dialect: str) -> None:
     """A truncated JSON body raises DecodeError (an APIError), not a JSON exception."""
-    async with simulated(dialect) as (sim, mj):
-        mj.retry = RetryPolicy(attempts=1)
+    async with simulated(dialect, retry=RetryPolicy(attempts=1)) as (sim, mj):
         sim.inject("imagine", "malformed")
         with pytest.raises(mjasync.DecodeError):
             await mj.imagine("a cat")

@@ -24,7 +24,7 @@ from _fakeproxy import FakeProxy
 from aiohttp import web
 
 import mjasync
-from mjasync import _client
+from mjasync import _notify
 from mjasync._bus import OnMessage
 from mjasync.simulator import Simulator
 from mjasync.testing import task_payload
@@ -352,7 +352,7 @@ async def test_a_publish_that_never_ends_is_cancelled_at_close(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """aclose waits for pending publishes only so long, then closes the bus regardless."""
-    monkeypatch.setattr(_client, "_BUS_CLOSE_WAIT", 0.02)
+    monkeypatch.setattr(_notify, "_BUS_CLOSE_WAIT", 0.02)
     events: list[str] = []
     mj = worker(FakeProxy(), SlowBus(events, publish_gate=asyncio.Event()))
     async with mj:

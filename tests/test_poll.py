@@ -17,7 +17,7 @@ import mjasync
 from mjasync import _poll
 from mjasync._serde import decode_task
 from mjasync.simulator import Simulator
-from mjasync.testing import json_response
+from mjasync.testing import VirtualClock, json_response
 
 FAST = mjasync.PollPolicy(
     interval=0.01, max_interval=0.02, first_poll=0.0, not_found_grace=0.05, jitter=0.0
@@ -26,6 +26,12 @@ FAST = mjasync.PollPolicy(
 
 def client_for(proxy: FakeProxy, poll: mjasync.PollPolicy = FAST, **kw: object) -> mjasync.Client:
     return mjasync.Client("http://mj.test", "key", poll=poll, transport=proxy.transport, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    """Virtual time for the poller: the tests below move it, nobody waits for it."""
+    return VirtualClock()
 
 
 @pytest.fixture
@@ -86,16 +92,18 @@ async def test_await_task_returns_success_and_reports_each_change_once(sim: Simu
         ("MODAL", mjasync.ModalRequiredError),
     ],
 )
-async def test_final_statuses_raise(status: str, error: type[mjasync.TaskError]) -> None:
+async def test_final_statuses_raise(
+    status: str, error: type[mjasync.TaskError], clock: VirtualClock
+) -> None:
     """FAILURE, CANCEL and MODAL end the wait with the matching TaskError."""
-    proxy = FakeProxy()
+    proxy = FakeProxy(clock=clock)
     proxy.set("1", "IN_PROGRESS")
-    async with client_for(proxy) as mj:
+    async with client_for(proxy, clock=clock) as mj:
         waiting = asyncio.ensure_future(mj.await_task("1"))
-        await anyio.sleep(0.03)
+        await clock.advance(0.03)
         proxy.set("1", status, failReason="Job action restricted")
         with pytest.raises(error) as caught:
-            await waiting
+            await clock.run(waiting)
         assert caught.value.task.status == status
         if status == "FAILURE":
             assert caught.value.reason == "Job action restricted"  # type: ignore[attr-defined]
@@ -233,32 +241,33 @@ async def test_unknown_id_fails_fast_in_every_dialect(dialect: str) -> None:
                 pass
 
 
-async def test_lagging_relay_within_grace_is_not_an_error() -> None:
+async def test_lagging_relay_within_grace_is_not_an_error(clock: VirtualClock) -> None:
     """An id unknown at first but known before the grace ends is waited for normally."""
-    proxy = FakeProxy()
+    proxy = FakeProxy(clock=clock)
     policy = attrs.evolve(FAST, not_found_grace=1.0)
-    async with client_for(proxy, policy) as mj:
+    async with client_for(proxy, policy, clock=clock) as mj:
         waiting = asyncio.ensure_future(mj.await_task("5"))
-        await anyio.sleep(0.1)
+        await clock.advance(0.9)
         assert not waiting.done()
+        assert proxy.count("fetch") > 1  # asked again and again within the grace
         proxy.set("5", "SUCCESS")
-        assert (await waiting).status == "SUCCESS"
+        assert (await clock.run(waiting)).status == "SUCCESS"
 
 
 # -- deadlines ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("timeout", [0.05, 0.2])
-async def test_deadline_is_accurate(timeout: float) -> None:
+async def test_deadline_is_accurate(timeout: float, clock: VirtualClock) -> None:
     """TaskTimeoutError: not before the deadline, within one poll interval after it."""
-    proxy = FakeProxy()
+    proxy = FakeProxy(clock=clock)
     proxy.set("3", "IN_PROGRESS", "40%")
     policy = attrs.evolve(FAST, interval=0.05, max_interval=0.05)
-    async with client_for(proxy, policy) as mj:
-        started = time.monotonic()
+    async with client_for(proxy, policy, clock=clock) as mj:
+        started = clock.now()
         with pytest.raises(mjasync.TaskTimeoutError) as caught:
-            await mj.await_task("3", timeout=timeout)
-        elapsed = time.monotonic() - started
+            await clock.run(mj.await_task("3", timeout=timeout))
+        elapsed = clock.now() - started
     assert timeout <= elapsed < timeout + policy.interval
     error = caught.value
     assert isinstance(error, TimeoutError)
@@ -268,19 +277,20 @@ async def test_deadline_is_accurate(timeout: float) -> None:
     assert error.last.progress == 40
 
 
-async def test_watch_times_out_with_last_snapshot() -> None:
+async def test_watch_times_out_with_last_snapshot(clock: VirtualClock) -> None:
     """watch raises TaskTimeoutError when its timeout runs out, after yielding what it saw."""
-    proxy = FakeProxy()
+    proxy = FakeProxy(clock=clock)
     proxy.set("4", "SUBMITTED")
-    async with client_for(proxy) as mj:
+    async with client_for(proxy, clock=clock) as mj:
         seen: list[str] = []
 
         async def consume() -> None:
-            async for task in mj.watch("4", timeout=0.05):
+            async for task in mj.watch("4", timeout=5):
                 seen.append(task.status)  # noqa: PERF401 -- must survive the raise
 
         with pytest.raises(mjasync.TaskTimeoutError) as caught:
-            await consume()
+            await clock.run(consume())
+        assert clock.now() == pytest.approx(5, abs=FAST.max_interval)
         assert seen == ["SUBMITTED"]
         assert caught.value.last is not None
         assert mj.poll_stats.polled_ids == 0
@@ -311,80 +321,92 @@ async def test_watch_yields_changes_and_ends_with_the_final_one(sim: Simulator) 
     assert all(not t.is_terminal for t in seen[:-1])
 
 
-async def test_leaving_watch_early_stops_polling_that_id() -> None:
+async def test_leaving_watch_early_stops_polling_that_id(clock: VirtualClock) -> None:
     """break out of watch: the id is unregistered at once and never polled again."""
-    proxy = FakeProxy()
+    proxy = FakeProxy(clock=clock)
     proxy.set("8", "IN_PROGRESS", "10%")
     proxy.set("9", "IN_PROGRESS", "10%")
-    async with client_for(proxy) as mj:
+    async with client_for(proxy, clock=clock) as mj:
         other = asyncio.ensure_future(mj.await_task("9"))
-        async for task in mj.watch("8"):
-            assert task.id == "8"
-            break
+
+        async def first_of_eight() -> None:
+            async for task in mj.watch("8"):
+                assert task.id == "8"
+                break
+
+        await clock.run(first_of_eight())
         assert mj.poll_stats.polled_ids == 1
         mark = len(proxy.log)
-        await anyio.sleep(0.1)
+        await clock.advance(1.0)
         assert "8" not in [i for _, _, ids in proxy.log[mark:] for i in ids]
         assert "9" in [i for _, _, ids in proxy.log[mark:] for i in ids]
         proxy.set("9", "SUCCESS")
-        await other
+        await clock.run(other)
 
-        async with mj.watch("9") as updates:
-            assert [t.status async for t in updates] == ["SUCCESS"]
+        async def statuses() -> list[str]:
+            async with mj.watch("9") as updates:
+                return [t.status async for t in updates]
+
+        assert await clock.run(statuses()) == ["SUCCESS"]
 
 
 # -- cancellation and closing ------------------------------------------------------------
 
 
-async def test_cancelled_waiter_unregisters_and_is_no_longer_polled() -> None:
+async def test_cancelled_waiter_unregisters_and_is_no_longer_polled(
+    clock: VirtualClock,
+) -> None:
     """An anyio cancel scope ends the wait at once; the abandoned id gets no more traffic."""
-    proxy = FakeProxy()
+    proxy = FakeProxy(clock=clock)
     proxy.set("1", "IN_PROGRESS", "5%")
-    async with client_for(proxy) as mj:
-        with anyio.move_on_after(0.05) as scope:
+    async with client_for(proxy, clock=clock) as mj:
+        with anyio.CancelScope() as scope:
+            waiting = asyncio.ensure_future(clock.advance(0.05))
+            waiting.add_done_callback(lambda _: scope.cancel())
             await mj.await_task("1", on_progress=lambda t: None)
         assert scope.cancelled_caught
+        assert proxy.count("list-by-condition") > 1  # it was polled until then
         assert mj.poll_stats.waiters == 0
         assert mj.poll_stats.polled_ids == 0
         mark = len(proxy.log)
-        await anyio.sleep(0.1)
+        await clock.advance(1.0)
         assert all("1" not in ids for _, _, ids in proxy.log[mark:])
 
         waiting = asyncio.ensure_future(mj.await_task("1"))
-        await anyio.sleep(0.03)
+        await clock.advance(0.03)
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
         assert mj.poll_stats.polled_ids == 0
 
 
-async def test_shared_id_keeps_polling_while_one_waiter_remains() -> None:
+async def test_shared_id_keeps_polling_while_one_waiter_remains(clock: VirtualClock) -> None:
     """Two waiters on one id: cancelling one leaves the other served by the same requests."""
-    proxy = FakeProxy()
+    proxy = FakeProxy(clock=clock)
     proxy.set("1", "IN_PROGRESS")
-    async with client_for(proxy) as mj:
+    async with client_for(proxy, clock=clock) as mj:
         first = asyncio.ensure_future(mj.await_task("1"))
         second = asyncio.ensure_future(mj.await_task("1"))
-        await anyio.sleep(0.03)
+        await clock.advance(0.03)
         first.cancel()
-        await anyio.sleep(0.03)
+        await clock.advance(0.03)
         assert mj.poll_stats.waiters == 1
         proxy.set("1", "SUCCESS")
-        assert (await second).status == "SUCCESS"
+        assert (await clock.run(second)).status == "SUCCESS"
     assert max(ids.count("1") for _, _, ids in proxy.log) == 1
 
 
-async def test_close_ends_every_waiter_and_leaks_nothing() -> None:
+async def test_close_ends_every_waiter_and_leaks_nothing(clock: VirtualClock) -> None:
     """aclose: waiters get ClientClosedError, the poller task is gone, later waits refuse."""
-    proxy = FakeProxy()
+    proxy = FakeProxy(clock=clock)
     for i in range(5):
         proxy.set(str(i), "IN_PROGRESS")
-    mj = client_for(proxy)
+    mj = client_for(proxy, clock=clock)
     waiting = [asyncio.ensure_future(mj.await_task(str(i))) for i in range(5)]
     watching = mj.watch("0")
-    first = await watching.__anext__()
+    first = await clock.run(watching.__anext__())
     assert first.status == "IN_PROGRESS"
-    await anyio.sleep(0.03)
+    await clock.advance(0.03)
     await mj.aclose()
     for result in await asyncio.gather(*waiting, return_exceptions=True):
         assert isinstance(result, mjasync.ClientClosedError)
@@ -428,40 +450,44 @@ async def test_authentication_error_fails_the_waiters() -> None:
 # -- pacing ------------------------------------------------------------------------------
 
 
-async def test_queued_tasks_are_polled_less_often_than_running_ones() -> None:
+async def test_queued_tasks_are_polled_less_often_than_running_ones(
+    clock: VirtualClock,
+) -> None:
     """Gaps grow towards max_interval while queued and return to interval when running."""
-    proxy = FakeProxy()
+    proxy = FakeProxy(clock=clock)
     proxy.set("1", "SUBMITTED")
-    policy = mjasync.PollPolicy(interval=0.01, max_interval=0.08, first_poll=0.0, jitter=0.0)
-    async with client_for(proxy, policy) as mj:
+    policy = mjasync.PollPolicy(interval=1.0, max_interval=8.0, first_poll=0.0, jitter=0.0)
+    async with client_for(proxy, policy, clock=clock) as mj:
         waiting = asyncio.ensure_future(mj.await_task("1"))
-        await anyio.sleep(0.4)
+        await clock.advance(40)
         queued = [t for t, _, _ in proxy.log]
         proxy.set("1", "IN_PROGRESS", "20%")
-        await anyio.sleep(0.02)
+        await clock.advance(8)
         mark = len(proxy.log)
-        await anyio.sleep(0.1)
+        await clock.advance(10)
         running = [t for t, _, _ in proxy.log[mark:]]
         proxy.set("1", "SUCCESS")
-        await waiting
+        await clock.run(waiting)
     queued_gaps = [b - a for a, b in itertools.pairwise(queued)]
-    assert queued_gaps[-1] > 3 * queued_gaps[0]
-    assert queued_gaps[-1] < 0.08 * 1.5
+    assert queued_gaps[0] == pytest.approx(1.0)
+    assert queued_gaps[1] == pytest.approx(1.5)  # growing by half each time...
+    assert queued_gaps[-1] == pytest.approx(8.0)  # ...up to max_interval
     running_gaps = [b - a for a, b in itertools.pairwise(running)]
-    assert max(running_gaps) < 0.04
+    assert running_gaps == pytest.approx([1.0] * len(running_gaps))
+    assert len(running_gaps) >= 9
 
 
-async def test_request_ceiling_holds_for_the_whole_client() -> None:
+async def test_request_ceiling_holds_for_the_whole_client(clock: VirtualClock) -> None:
     """max_requests_per_second caps status traffic however many waiters are due."""
-    proxy = FakeProxy()
+    proxy = FakeProxy(clock=clock)
     for i in range(50):
         proxy.set(str(i), "IN_PROGRESS")
     policy = mjasync.PollPolicy(
         interval=0.001, max_interval=0.001, first_poll=0.0, batch_size=1, max_requests_per_second=40
     )
-    async with client_for(proxy, policy) as mj:
+    async with client_for(proxy, policy, clock=clock) as mj:
         waiting = [asyncio.ensure_future(mj.await_task(str(i))) for i in range(50)]
-        await anyio.sleep(0.25)
+        await clock.advance(0.25)
         sent = len(proxy.log)
         for task in waiting:
             task.cancel()
@@ -487,38 +513,39 @@ async def test_idle_poller_does_not_spin() -> None:
     assert cpu < 0.1
 
 
-async def test_progress_never_goes_backwards() -> None:
+async def test_progress_never_goes_backwards(clock: VirtualClock) -> None:
     """An older snapshot from a lagging replica is ignored."""
-    proxy = FakeProxy()
+    proxy = FakeProxy(clock=clock)
     proxy.set("1", "IN_PROGRESS", "60%")
-    async with client_for(proxy) as mj:
+    async with client_for(proxy, clock=clock) as mj:
         seen: list[tuple[str, int | None]] = []
         waiting = asyncio.ensure_future(
             mj.await_task("1", on_progress=lambda t: seen.append((t.status, t.progress)))
         )
-        await anyio.sleep(0.03)
+        await clock.advance(0.03)
         proxy.set("1", "IN_PROGRESS", "30%")
-        await anyio.sleep(0.03)
+        await clock.advance(0.03)
         proxy.set("1", "SUBMITTED")
-        await anyio.sleep(0.03)
+        await clock.advance(0.03)
         proxy.set("1", "SUCCESS")
-        await waiting
+        await clock.run(waiting)
     assert seen == [("IN_PROGRESS", 60), ("SUCCESS", 100)]
 
 
 async def test_plain_waiter_wakes_only_for_the_final_snapshot() -> None:
     """Progress hints reach a watcher at once but never wake a plain await_task."""
 
-    async def never(_: object) -> list[object]:
-        await asyncio.sleep(3600)
-        return []
+    class Never:
+        per_id = False
 
-    async def fetch_one(_: str) -> mjasync.Task:
-        raise AssertionError
+        async def fetch_batch(self, _: object) -> list[dict[str, object]]:
+            await asyncio.sleep(3600)
+            return []
 
-    poller = _poll.Poller(
-        mjasync.PollPolicy(first_poll=3600), fetch_batch=never, fetch_one=fetch_one
-    )
+        async def fetch_one(self, _: str) -> dict[str, object]:
+            raise AssertionError
+
+    poller = _poll.Poller(mjasync.PollPolicy(first_poll=3600), Never())
     plain = poller.register("1", keep_all=False, timeout=None)
     watcher = poller.register("1", keep_all=True, timeout=None)
     plain_next = asyncio.ensure_future(plain.next())
@@ -538,3 +565,20 @@ async def test_plain_waiter_wakes_only_for_the_final_snapshot() -> None:
     plain.close()
     watcher.close()
     await poller.aclose()
+
+
+async def test_a_virtual_clock_runs_ten_minutes_of_polling_at_once(clock: VirtualClock) -> None:
+    """Client(clock=VirtualClock()): default 2 s polls and a 600 s deadline take no real time."""
+    proxy = FakeProxy(clock=clock)
+    proxy.set("1", "IN_PROGRESS", "40%")
+    started = time.monotonic()
+    async with client_for(proxy, mjasync.PollPolicy(jitter=0.0), clock=clock) as mj:
+        with pytest.raises(mjasync.TaskTimeoutError) as caught:
+            await clock.run(mj.await_task("1", timeout=600))
+    assert time.monotonic() - started < 5
+    assert 600 <= clock.now() < 602
+    assert caught.value.last is not None
+    assert caught.value.last.progress == 40
+    gaps = [b - a for (a, _, _), (b, _, _) in itertools.pairwise(proxy.log)]
+    assert gaps == pytest.approx([2.0] * len(gaps))
+    assert len(proxy.log) == 300

@@ -103,10 +103,11 @@ def test_py_typed_is_in_the_wheel_config() -> None:
 
 def test_the_notification_bus_is_public() -> None:
     """The bus names (#12) are exported, and Client documents its notify_bus= parameter."""
-    from mjasync import _bus
+    from mjasync import _bus, _redis_bus
 
-    for name in ("NotificationBus", "RedisBus", "LocalBus", "LocalHub", "BusStats"):
+    for name in ("NotificationBus", "LocalBus", "LocalHub", "BusStats"):
         assert getattr(mjasync, name) is getattr(_bus, name)
+    assert mjasync.RedisBus is _redis_bus.RedisBus
     assert "notify_bus" in inspect.signature(mjasync.Client).parameters
     assert mjasync.Client.__doc__ is not None
     assert "notify_bus:" in mjasync.Client.__doc__

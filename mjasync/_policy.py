@@ -1,0 +1,115 @@
+"""The two policies a `Client` takes, the poller's counters, and the one backoff formula.
+
+`PollPolicy` paces the poller, `RetryPolicy` the resending of failed requests; both are
+frozen attrs classes whose fields are checked by attrs validators when built. `PollStats`
+is what the poller reports back (`Client.poll_stats`).
+
+`backoff` is the only place a pause after repeated failures is computed: request
+retries, the submit gate's shared pause, the poller after a failed status request, and
+the bulk runner's pacing all call it.
+"""
+
+from __future__ import annotations
+
+import random
+
+import attrs
+from attrs import validators
+
+__all__ = ["PollPolicy", "PollStats", "RetryPolicy", "backoff"]
+
+# 2**60 times any base is far above any cap; the exponent stops there so that a long
+# streak of refusals never overflows a float.
+_MAX_DOUBLINGS = 60
+
+
+def backoff(
+    failures: int, *, base: float, cap: float, rng: random.Random, jitter: float = 0.5
+) -> float:
+    """Seconds to pause after *failures* failures in a row (1 after the first).
+
+    The ceiling doubles from *base* with each failure, up to *cap*; the pause is drawn
+    uniformly from ``[ceiling * (1 - jitter), ceiling]``. The default keeps the upper
+    half of "full jitter", which would allow 0 s: callers released together spread
+    out, yet every pause still backs off.
+    """
+    ceiling = min(cap, base * 2.0 ** min(max(failures - 1, 0), _MAX_DOUBLINGS))
+    return ceiling * ((1 - jitter) + jitter * rng.random())
+
+
+@attrs.frozen(kw_only=True)
+class PollPolicy:
+    """How the client's one poller asks the server about tasks.
+
+    Every duration is in seconds; values down to a few milliseconds are allowed.
+
+    Attributes:
+        interval: seconds between polls of a task that is running (IN_PROGRESS).
+        max_interval: the longest gap for a task that is queued or not started; the gap
+            grows from *interval* towards it while the task waits.
+        batch_size: ids per ``list-by-condition`` request.
+        first_poll: delay before the first poll of a newly awaited id, so an immediate
+            FAILURE or MODAL is seen at once (never longer than *interval*).
+        not_found_grace: how long an id the server does not know is re-checked before
+            `TaskNotFoundError` is raised (relays lag behind the proxy they front).
+        max_requests_per_second: ceiling on status requests for the whole client.
+        webhook_interval: the safety-net gap used when the client has a ``notify_hook``
+            and a notification has arrived: they wake waiters, polling only covers lost
+            callbacks. Until the first one arrives the normal intervals apply, so a relay
+            that strips hooks costs nothing.
+        jitter: each gap is scaled by a random factor in ``[1 - jitter, 1 + jitter]`` so
+            waiters submitted together do not poll in lockstep forever.
+    """
+
+    interval: float = attrs.field(default=2.0, validator=validators.gt(0))
+    max_interval: float = attrs.field(default=10.0, validator=validators.gt(0))
+    batch_size: int = attrs.field(default=100, validator=validators.gt(0))
+    first_poll: float = attrs.field(default=0.5, validator=validators.ge(0))
+    not_found_grace: float = attrs.field(default=3.0, validator=validators.ge(0))
+    max_requests_per_second: float = attrs.field(default=20.0, validator=validators.gt(0))
+    webhook_interval: float = attrs.field(default=15.0, validator=validators.gt(0))
+    jitter: float = attrs.field(default=0.1, validator=[validators.ge(0), validators.lt(1)])
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How transient failures are retried.
+
+    Attributes:
+        attempts: tries in all, the first included (1 disables retries).
+        backoff: seconds before the first retry; doubles each time, with jitter (see
+            `backoff`).
+        max_backoff: cap on one computed backoff.
+        max_retry_after: the longest ``Retry-After`` honoured; a longer one raises
+            `RateLimitError` (with ``retry_after``) instead of waiting.
+    """
+
+    attempts: int = attrs.field(default=3, validator=validators.ge(1))
+    backoff: float = attrs.field(default=0.5, validator=validators.ge(0))
+    max_backoff: float = attrs.field(default=8.0, validator=validators.ge(0))
+    max_retry_after: float = attrs.field(default=60.0, validator=validators.ge(0))
+
+
+@attrs.frozen(kw_only=True)
+class PollStats:
+    """Counters of one client's poller since it started (see `Client.poll_stats`).
+
+    Attributes:
+        ticks: scheduling rounds that sent at least one status request.
+        status_requests: batch and single-task requests the poller sent.
+        max_requests_per_tick: the most status requests one tick sent.
+        snapshots: task snapshots received from polls, changed or not.
+        changes: snapshots that were newer than the last one and woke waiters.
+        notifications: accepted notifications that named an awaited task.
+        polled_ids: ids being polled right now.
+        waiters: waiters registered right now.
+    """
+
+    ticks: int = 0
+    status_requests: int = 0
+    max_requests_per_tick: int = 0
+    snapshots: int = 0
+    changes: int = 0
+    notifications: int = 0
+    polled_ids: int = 0
+    waiters: int = 0
