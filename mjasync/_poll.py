@@ -1,8 +1,16 @@
 """The coalescing poller behind `await_task` and `watch`: one per client.
 
 Every waiter registers the id it wants; the poller keeps one `TaskEntry` per id (last
-snapshot, next due time, waiters) and one heap of due times, so a tick sends one batch
-request per `PollPolicy.batch_size` due ids, however many waiters share them.
+snapshot, when it is next due, waiters) and one heap of due times. It paces the client,
+not each task: a tick asks about every id that is due (and those due within the next
+`_ride` seconds) in one request per `PollPolicy.batch_size` of them, and fills the room
+left in the last request with the ids due soonest, so ids share ticks instead of each
+keeping its own phase.
+
+When an id is due comes from its state (`_gap`): the first look after `first_poll`; a
+queued task ever less often up to `max_interval`; a running one every `interval`, and
+every `tick` from shortly before the finish its `Forecast` estimates until a while after
+it. An estimate only ever brings a poll earlier than `interval` would.
 
 The poller gets its I/O from a `TaskSource` (the client's batch fetcher, which answers
 raw JSON objects) and its time from a `Clock`: it imports neither the client nor
@@ -34,6 +42,7 @@ from ._errors import (
     MJError,
     TaskNotFoundError,
 )
+from ._forecast import Forecast, Progress, epoch_seconds
 from ._models import FINAL_RANK, STATUS_RANKS, Task, is_final
 from ._policy import PollPolicy, PollStats, backoff
 from ._serde import as_id, decode_task, parse_progress
@@ -46,6 +55,13 @@ __all__ = ["PollPolicy", "PollStats", "Poller", "TaskSource"]
 logger = logging.getLogger("mjasync")
 
 _MIN_RECHECK = 0.001
+# A queued task's poll gap grows by this factor per poll, up to PollPolicy.max_interval.
+_QUEUED_GROWTH = 1.5
+# How long a task stays at the tick pace after its estimated finish, in intervals: an
+# estimate that errs late by less is still seen within a tick; a task that overruns it
+# (stuck, or far slower than estimated) goes back to the interval pace.
+_NEAR_AFTER = 2.0
+_RUNNING_RANK = STATUS_RANKS["IN_PROGRESS"]
 
 
 class TaskSource(Protocol):
@@ -94,6 +110,7 @@ class Poller:
         self._confirms: list[TaskEntry] = []
         self._early = EarlyNotifications()
         self._bucket = TokenBucket(policy.max_requests_per_second, self._clock)
+        self._forecast = Forecast()
         self._rng = random.Random()
         self._task: asyncio.Task[None] | None = None
         self._group: TaskGroup | None = None
@@ -224,16 +241,26 @@ class Poller:
             entry.in_flight = True
         due: list[TaskEntry] = []
         heap = self._heap
+        size = self.policy.batch_size
         if heap and heap[0][0] <= now:
-            # Ids due within a quarter interval ride along, so waiters registered a few
-            # milliseconds apart share requests instead of each opening a tick.
-            horizon = now + self.policy.interval * 0.25
+            # Ids due a moment later ride along, so waiters registered a few
+            # milliseconds apart (or answered by different requests) share requests
+            # instead of each opening a tick.
+            horizon = now + self._ride()
             while heap and heap[0][0] <= horizon:
                 when, _, entry = heapq.heappop(heap)
                 if entry.alive and not entry.in_flight and entry.due == when:
                     entry.in_flight = True
                     due.append(entry)
-        size = self.policy.batch_size
+            if due and not self._source.per_id:
+                # The last request has room: the ids due soonest fill it for free.
+                room = -len(due) % size
+                while room and heap:
+                    when, _, entry = heapq.heappop(heap)
+                    if entry.alive and not entry.in_flight and entry.due == when:
+                        entry.in_flight = True
+                        due.append(entry)
+                        room -= 1
         if len(confirms) == 1:
             sent += await self._send(group, confirms, single=True)
         else:
@@ -244,6 +271,18 @@ class Poller:
         if sent:
             self._ticks += 1
             self._max_per_tick = max(self._max_per_tick, sent)
+
+    def _fast(self) -> float:
+        """The tick pace: the gap between polls of a task near its finish."""
+        policy = self.policy
+        if self._source.per_id:
+            # Each id costs a request of its own there: no pace faster than interval.
+            return policy.interval
+        return min(policy.tick, policy.interval)
+
+    def _ride(self) -> float:
+        """How far ahead of its due time an id may ride along with a tick."""
+        return min(self._fast(), self.policy.interval * 0.25)
 
     async def _send(self, group: TaskGroup, entries: list[TaskEntry], single: bool) -> int:
         cost = len(entries) if single or self._source.per_id else 1
@@ -351,6 +390,7 @@ class Poller:
         self._snapshots += len(items)
         live = self._entries
         apply = self._apply
+        now = self._clock.now()
         seen: set[str] = set()
         for item in items:
             task_id = as_id(item.get("id"))
@@ -367,17 +407,18 @@ class Poller:
             if type(status) is not str:
                 status = ""
             rank = STATUS_RANKS.get(status, 0)
-            if rank != FINAL_RANK and not entry.watchers:
-                # Only a final snapshot reaches a plain await_task: decode later, if
-                # ever (a timeout's .last, a watcher joining).
-                self._apply_raw(entry, item, status, rank)
-                continue
+            if rank != FINAL_RANK:
+                self._observe(entry, item, status, rank, now)
+                if not entry.watchers:
+                    # Only a final snapshot reaches a plain await_task: decode later, if
+                    # ever (a timeout's .last, a watcher joining).
+                    self._apply_raw(entry, item, status, rank)
+                    continue
             try:
                 task = decode_task(item)
             except DecodeError:
                 continue
             apply(entry, task)
-        now = self._clock.now()
         unchecked: list[TaskEntry] = []
         for entry in entries:
             if not entry.alive:
@@ -391,32 +432,78 @@ class Poller:
                 entry.in_flight = True
                 unchecked.append(entry)
                 continue
+            entry.answered_at = now
             if entry.confirm:
                 entry.confirm = False
                 # A hook said final while this request was on its way; this answer may
                 # predate it, so ask once more, now.
                 self._confirms.append(entry)
                 self._wake(-math.inf)
-                self._schedule(
-                    entry,
-                    now,
-                    entry.next_gap(
-                        self.policy, self._rng, safety_net=self._hooks and self._hooks_heard
-                    ),
-                )
-                continue
-            self._schedule(
-                entry,
-                now,
-                entry.next_gap(
-                    self.policy, self._rng, safety_net=self._hooks and self._hooks_heard
-                ),
-            )
+            self._schedule(entry, now, self._gap(entry, now))
         if unchecked and self._group is not None:
             for entry in unchecked:
                 self._requests += 1
                 self._bucket.take(1)
                 self._group.start_soon(self._poll, [entry], True)
+
+    def _observe(
+        self, entry: TaskEntry, item: dict[str, Any], status: str, rank: int, now: float
+    ) -> None:
+        """Feed a changed, unfinished snapshot to the forecast (before it is applied)."""
+        if status != entry.status:
+            entry.gap = 0.0  # any change of status: a queued task's gap starts again
+        if entry.start is None:
+            start = epoch_seconds(item.get("startTime"))
+            if start is not None:
+                entry.start = start
+                self._forecast.saw(start, now)
+        if entry.action is None:
+            action = item.get("action")
+            entry.action = action if type(action) is str else None
+        if rank == _RUNNING_RANK:
+            percent = parse_progress(item.get("progress"))
+            if percent is not None:
+                progress = entry.pace
+                if progress is None:
+                    progress = entry.pace = Progress()
+                progress.step(percent, entry.answered_at, now)
+        if self.policy.predict:
+            self._estimate(entry)
+
+    def _estimate(self, entry: TaskEntry) -> None:
+        """Place *entry*'s tick-pace window around its estimated finish."""
+        finish = self._forecast.finish(entry.pace, entry.action, entry.start)
+        if finish == entry.finish:
+            return
+        entry.finish = finish
+        # One tick of lead: the poll before the estimate lands no later than it.
+        entry.near_from = finish - self._fast()
+        entry.near_until = finish + _NEAR_AFTER * self.policy.interval
+
+    def _gap(self, entry: TaskEntry, now: float) -> float:
+        """Seconds until *entry* is asked about again, from its state and the policy.
+
+        A task near its estimated finish: every tick. Otherwise a running one every
+        ``interval`` and a queued one ever less often, up to ``max_interval``; either
+        way no later than the start of its tick-pace window. Once notifications
+        arrive (``notify_hook``), never more often than ``webhook_interval``.
+        """
+        policy = self.policy
+        fast = self._fast()
+        if entry.near_from <= now + fast * 0.5 and now < entry.near_until:
+            gap = fast
+        else:
+            if entry.rank == _RUNNING_RANK:
+                gap = policy.interval
+            else:
+                ceiling = max(policy.max_interval, policy.interval)
+                gap = min(ceiling, entry.gap * _QUEUED_GROWTH) if entry.gap else policy.interval
+                entry.gap = gap
+            if now < entry.near_from < now + gap:
+                gap = max(fast, entry.near_from - now)
+        if self._hooks and self._hooks_heard:
+            gap = max(gap, policy.webhook_interval)
+        return gap
 
     def _missing(self, entry: TaskEntry, now: float) -> None:
         if entry.missing_since is None:
@@ -441,6 +528,8 @@ class Poller:
             waiter.push(task, final)
         if final:
             self._drop(entry)
+            if task.status == "SUCCESS":
+                self._forecast.learn(task.raw, self._clock.now())
 
     def _apply_raw(self, entry: TaskEntry, item: dict[str, Any], status: str, rank: int) -> None:
         """Record an intermediate snapshot nobody asked to see, without decoding it."""
