@@ -2,11 +2,11 @@
 
 Two sources, both from what the server sends:
 
-* **the task's own progress**: the first two progress steps of a running task whose
-  moments are known (a step happened between the poll that did not see it and the one
-  that did; the midpoint is taken) give its pace, and the pace the time left. Midjourney
-  reports uneven steps (0, 15, 31, ... 93 %) with the last one short of 100 %, so this
-  errs early, which costs a few polls and never a late result;
+* **the task's own progress**: two progress steps of a running task whose moments are
+  known (a step happened between the poll that did not see it and the one that did)
+  give its pace, and the pace the time left, with how far off that may be (see
+  `Progress`). Midjourney reports uneven steps (0, 15, 31, ... 93 %) with the last one
+  short of 100 %, so the pace errs early, which costs a few polls, not lag;
 * **this client's history**: how long finished tasks of the same action ran, from the
   server's ``startTime`` to its ``finishTime`` (a low quantile of the last
   `_HISTORY` of them), added to a running task's ``startTime``. Used when the task's
@@ -45,38 +45,52 @@ def epoch_seconds(value: object) -> float | None:
 
 
 class Progress:
-    """What one task's progress told so far: its first timed step and its pace estimate."""
+    """What one task's progress told so far: its timed steps and the estimate they give.
 
-    __slots__ = ("anchor", "finish", "last")
+    A step is timed when the poll before the one that saw it did not see it: it
+    happened in ``(before, at]``. Two timed steps give the pace, the pace the finish;
+    the half-widths of their windows, carried through, give how far off that can be
+    (`spread`). Of every earlier timed step as the anchor, the one with the smallest
+    spread wins. An estimate spread wider than half the time it has left (or than
+    *vague*, whichever is larger) says too little to act on, and is not kept.
+    """
+
+    __slots__ = ("finish", "last", "spread", "steps")
 
     def __init__(self) -> None:
         self.last = -1
-        self.anchor: tuple[int, float] | None = None
+        self.steps: list[tuple[int, float, float]] = []
         self.finish = math.inf
+        self.spread = 0.0
 
-    def step(self, percent: int, before: float | None, at: float) -> bool:
+    def step(self, percent: int, before: float | None, at: float, *, vague: float) -> bool:
         """A running task first seen at *percent* at *at* (not yet at *before*).
 
-        Returns True when the pace estimate (`finish`) changed.
+        Returns True when the estimate (`finish`, `spread`) changed.
         """
         if percent <= self.last:
             return False
         self.last = percent
         if percent >= 100:
             # Some servers show 100 % a moment before SUCCESS: due now.
-            self.finish = at
+            self.finish, self.spread = at, 0.0
             return True
         if before is None:
             return False  # the step may have happened any time before: not a timed step
-        moment = (before + at) / 2
-        anchor = self.anchor
-        if anchor is None:
-            self.anchor = (percent, moment)
+        moment, half = (before + at) / 2, (at - before) / 2
+        best: tuple[float, float] | None = None
+        for done, then, width in self.steps:
+            if moment <= then:
+                continue
+            ratio = (100 - percent) / (percent - done)  # time left per time taken
+            finish = moment + ratio * (moment - then)
+            spread = (1 + ratio) * half + ratio * width
+            if best is None or spread < best[1]:
+                best = (finish, spread)
+        self.steps.append((percent, moment, half))
+        if best is None or best[1] > max(vague, (best[0] - at) / 2):
             return False
-        done, then = anchor
-        if moment <= then:
-            return False
-        self.finish = moment + (100 - percent) * (moment - then) / (percent - done)
+        self.finish, self.spread = best
         return True
 
 
@@ -117,14 +131,18 @@ class Forecast:
         """A short run of *action* on this client (seconds, server clock), if any finished."""
         return self._typical.get(action) if action is not None else None
 
-    def finish(self, progress: Progress | None, action: str | None, start: float | None) -> float:
-        """The estimated finish of a task on the client's clock; ``inf`` when unknown.
+    def finish(
+        self, progress: Progress | None, action: str | None, start: float | None
+    ) -> tuple[float, float]:
+        """The estimated finish of a task on the client's clock, and how far off it may
+        be either way; ``(inf, 0)`` when unknown.
 
-        Its own pace first; else the history of its action from its ``startTime``.
+        Its own pace first; else the history of its action from its ``startTime`` (a
+        short run of it: the estimate errs early, so its spread is 0).
         """
         if progress is not None and progress.finish != math.inf:
-            return progress.finish
+            return progress.finish, progress.spread
         run = self.typical_run(action)
         if run is None or start is None or self.offset == math.inf:
-            return math.inf
-        return start + self.offset + run
+            return math.inf, 0.0
+        return start + self.offset + run, 0.0

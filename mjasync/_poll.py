@@ -466,19 +466,20 @@ class Poller:
                 progress = entry.pace
                 if progress is None:
                     progress = entry.pace = Progress()
-                progress.step(percent, entry.answered_at, now)
+                progress.step(percent, entry.answered_at, now, vague=self.policy.interval)
         if self.policy.predict:
             self._estimate(entry)
 
     def _estimate(self, entry: TaskEntry) -> None:
         """Place *entry*'s tick-pace window around its estimated finish."""
-        finish = self._forecast.finish(entry.pace, entry.action, entry.start)
+        finish, spread = self._forecast.finish(entry.pace, entry.action, entry.start)
         if finish == entry.finish:
             return
         entry.finish = finish
-        # One tick of lead: the poll before the estimate lands no later than it.
-        entry.near_from = finish - self._fast()
-        entry.near_until = finish + _NEAR_AFTER * self.policy.interval
+        # A tick of lead, so the poll before the finish lands no later than it, and a
+        # while after it: a late finish within that is still seen within a tick.
+        entry.near_from = finish - spread - self._fast()
+        entry.near_until = finish + spread + _NEAR_AFTER * self.policy.interval
 
     def _gap(self, entry: TaskEntry, now: float) -> float:
         """Seconds until *entry* is asked about again, from its state and the policy.
@@ -490,6 +491,9 @@ class Poller:
         """
         policy = self.policy
         fast = self._fast()
+        if entry.finish == math.inf and entry.start is not None and policy.predict:
+            # Another task of its action may have finished since: the history applies.
+            self._estimate(entry)
         if entry.near_from <= now + fast * 0.5 and now < entry.near_until:
             gap = fast
         else:
