@@ -62,6 +62,9 @@ _QUEUED_GROWTH = 1.5
 # (stuck, or far slower than estimated) goes back to the interval pace.
 _NEAR_AFTER = 2.0
 _RUNNING_RANK = STATUS_RANKS["IN_PROGRESS"]
+# The most the budget of many awaited ids may speed up the tick pace when only some of
+# them are near their finish: finishes are seen sooner, the rate stays bounded.
+_MOST_SPEEDUP = 2.0
 
 
 class TaskSource(Protocol):
@@ -118,6 +121,9 @@ class Poller:
         self._sleep_until = -math.inf
         self._closed = False
         self._failures = 0
+        # Ids given the tick pace since the last tick began, and in the tick before.
+        self._near_now = 0
+        self._near_last = 0
         self._waiters = 0
         self._ticks = 0
         self._requests = 0
@@ -243,6 +249,7 @@ class Poller:
         heap = self._heap
         size = self.policy.batch_size
         if heap and heap[0][0] <= now:
+            self._near_last, self._near_now = self._near_now, 0
             # Ids due a moment later ride along, so waiters registered a few
             # milliseconds apart (or answered by different requests) share requests
             # instead of each opening a tick.
@@ -273,12 +280,28 @@ class Poller:
             self._max_per_tick = max(self._max_per_tick, sent)
 
     def _fast(self) -> float:
-        """The tick pace: the gap between polls of a task near its finish."""
+        """The tick pace: the gap between polls of a task near its finish.
+
+        The budget is one request per `batch_size` awaited ids per `tick` (never more
+        than `max_requests_per_second`). With up to one batch of ids that is a request
+        every tick; with more, the ids near their finish (last tick's count) may fill
+        fewer requests than the budget pays for, and the ticks come sooner, up to
+        twice as often.
+        """
         policy = self.policy
         if self._source.per_id:
             # Each id costs a request of its own there: no pace faster than interval.
             return policy.interval
-        return min(policy.tick, policy.interval)
+        fast = min(policy.tick, policy.interval)
+        size = policy.batch_size
+        batches = -(-len(self._entries) // size)
+        if batches <= 1:
+            return fast
+        near = -(-max(self._near_last, 1) // size)
+        if near >= batches:
+            return fast
+        paced = fast * near / batches
+        return max(paced, fast / _MOST_SPEEDUP, near / policy.max_requests_per_second)
 
     def _ride(self) -> float:
         """How far ahead of its due time an id may ride along with a tick."""
@@ -290,7 +313,7 @@ class Poller:
         if delay > 0:
             await self._clock.sleep(delay)
         self._requests += 1
-        group.start_soon(self._poll, entries, single)
+        group.start_soon(self._poll, entries, single, self._clock.now())
         return 1
 
     async def _sleep(self) -> None:
@@ -324,7 +347,9 @@ class Poller:
 
     # -- answers -------------------------------------------------------------------------
 
-    async def _poll(self, entries: list[TaskEntry], single: bool) -> None:
+    async def _poll(
+        self, entries: list[TaskEntry], single: bool, sent: float | None = None
+    ) -> None:
         source = self._source
         try:
             items: list[dict[str, Any]]
@@ -354,7 +379,7 @@ class Poller:
                     self._finish(entry, error)
             return
         self._failures = 0
-        self._absorb(items, entries, checked=single or source.per_id)
+        self._absorb(items, entries, checked=single or source.per_id, sent=sent)
 
     def _back_off(self, entries: list[TaskEntry], error: MJError) -> None:
         self._failures += 1
@@ -380,12 +405,22 @@ class Poller:
                 self._schedule(entry, now, delay)
 
     def _absorb(
-        self, items: list[dict[str, Any]], entries: list[TaskEntry], *, checked: bool
+        self,
+        items: list[dict[str, Any]],
+        entries: list[TaskEntry],
+        *,
+        checked: bool,
+        sent: float | None = None,
     ) -> None:
         """Apply one answer, then reschedule, re-check or retire every entry asked about.
 
         The hot path: most polled snapshots repeat the last one, so a JSON object whose
         status, progress and image URL are unchanged is skipped before decoding.
+
+        The next poll is due a gap after *sent* (when the tick sent the request), not
+        after the answer: ticks keep their pace instead of drifting by a round trip
+        each, and the ids of one tick stay together however their answers straggle.
+        A slow answer still leaves at least half a gap before the next request.
         """
         self._snapshots += len(items)
         live = self._entries
@@ -439,7 +474,10 @@ class Poller:
                 # predate it, so ask once more, now.
                 self._confirms.append(entry)
                 self._wake(-math.inf)
-            self._schedule(entry, now, self._gap(entry, now))
+            gap = self._gap(entry, now)
+            if sent is not None:
+                gap = max(sent + gap - now, gap * 0.5)
+            self._schedule(entry, now, gap)
         if unchecked and self._group is not None:
             for entry in unchecked:
                 self._requests += 1
@@ -496,6 +534,7 @@ class Poller:
             self._estimate(entry)
         if entry.near_from <= now + fast * 0.5 and now < entry.near_until:
             gap = fast
+            self._near_now += 1
         else:
             if entry.rank == _RUNNING_RANK:
                 gap = policy.interval

@@ -270,6 +270,26 @@ async def test_ticks_near_completion_stay_within_the_request_budget() -> None:
         assert expected - 0.7 <= rate <= expected + 0.4, (ceiling, rate)
 
 
+async def test_a_budget_with_room_speeds_the_ticks_up_to_twice(clock: VirtualClock) -> None:
+    """1,000 waits (a budget of 10 requests a tick), 100 of them near their finish (one
+    request): the near ones are asked about every quarter second, not every half."""
+    proxy = FakeProxy(clock=clock)
+    for i in range(100):
+        proxy.set(str(i), "IN_PROGRESS", "100%")
+    for i in range(100, 1000):
+        proxy.set(str(i), "SUBMITTED")
+    async with client_for(proxy, clock) as mj:
+        waits = [asyncio.ensure_future(mj.await_task(str(i))) for i in range(1000)]
+        await clock.advance(3.0)
+        polls = polls_of(proxy, "0")
+        for wait in waits:
+            wait.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+    gaps = [b - a for a, b in itertools.pairwise(polls) if a > 1.0]
+    assert gaps
+    assert max(gaps) == pytest.approx(DEFAULT.tick / 2)
+
+
 async def test_webhooks_keep_the_safety_net_over_the_tick_pace(clock: VirtualClock) -> None:
     """Once notifications arrive, even a task at its estimated finish is polled at the
     webhook_interval only: callbacks wake the waiters."""
