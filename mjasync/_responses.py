@@ -341,7 +341,7 @@ def read_body(response: Response, where: str, *, task_id: str | None = None) -> 
     """
     status = response.status
     body, is_json = _parse(response)
-    html = _is_html(response, body) and not is_json
+    html = not is_json and _is_html(response, body)
     if 200 <= status < 300:
         if isinstance(body, str) and not is_json:
             if _looks_like_json(body) and not html:
