@@ -99,6 +99,9 @@ class Forecast:
 
     def __init__(self) -> None:
         self.offset = math.inf
+        # How many actions have a history: it changes when the first task of an action
+        # finishes, which is when an estimate from history may newly apply.
+        self.history = 0
         self._runs: dict[str, deque[float]] = {}
         self._typical: dict[str, float] = {}
 
@@ -123,6 +126,7 @@ class Forecast:
         runs = self._runs.get(action)
         if runs is None:
             runs = self._runs[action] = deque(maxlen=_HISTORY)
+            self.history += 1
         runs.append(run)
         ordered = sorted(runs)
         self._typical[action] = ordered[int(len(ordered) * _QUANTILE)]

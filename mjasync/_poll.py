@@ -426,6 +426,7 @@ class Poller:
         live = self._entries
         apply = self._apply
         now = self._clock.now()
+        fast = self._fast()
         seen: set[str] = set()
         for item in items:
             task_id = as_id(item.get("id"))
@@ -443,11 +444,12 @@ class Poller:
                 status = ""
             rank = STATUS_RANKS.get(status, 0)
             if rank != FINAL_RANK:
-                self._observe(entry, item, status, rank, now)
+                percent = parse_progress(key[1])
+                self._observe(entry, item, status, rank, percent, now, fast)
                 if not entry.watchers:
                     # Only a final snapshot reaches a plain await_task: decode later, if
                     # ever (a timeout's .last, a watcher joining).
-                    self._apply_raw(entry, item, status, rank)
+                    self._apply_raw(entry, item, status, rank, percent)
                     continue
             try:
                 task = decode_task(item)
@@ -474,7 +476,7 @@ class Poller:
                 # predate it, so ask once more, now.
                 self._confirms.append(entry)
                 self._wake(-math.inf)
-            gap = self._gap(entry, now)
+            gap = self._gap(entry, now, fast)
             if sent is not None:
                 gap = max(sent + gap - now, gap * 0.5)
             self._schedule(entry, now, gap)
@@ -485,41 +487,51 @@ class Poller:
                 self._group.start_soon(self._poll, [entry], True)
 
     def _observe(
-        self, entry: TaskEntry, item: dict[str, Any], status: str, rank: int, now: float
+        self,
+        entry: TaskEntry,
+        item: dict[str, Any],
+        status: str,
+        rank: int,
+        percent: int | None,
+        now: float,
+        fast: float,
     ) -> None:
         """Feed a changed, unfinished snapshot to the forecast (before it is applied)."""
         if status != entry.status:
             entry.gap = 0.0  # any change of status: a queued task's gap starts again
+        changed = False
         if entry.start is None:
             start = epoch_seconds(item.get("startTime"))
             if start is not None:
                 entry.start = start
                 self._forecast.saw(start, now)
+                changed = True
         if entry.action is None:
             action = item.get("action")
             entry.action = action if type(action) is str else None
-        if rank == _RUNNING_RANK:
-            percent = parse_progress(item.get("progress"))
-            if percent is not None:
-                progress = entry.pace
-                if progress is None:
-                    progress = entry.pace = Progress()
-                progress.step(percent, entry.answered_at, now, vague=self.policy.interval)
-        if self.policy.predict:
-            self._estimate(entry)
+        if rank == _RUNNING_RANK and percent is not None:
+            progress = entry.pace
+            if progress is None:
+                progress = entry.pace = Progress()
+            if progress.step(percent, entry.answered_at, now, vague=self.policy.interval):
+                changed = True
+        if changed and self.policy.predict:
+            self._estimate(entry, fast)
 
-    def _estimate(self, entry: TaskEntry) -> None:
+    def _estimate(self, entry: TaskEntry, fast: float) -> None:
         """Place *entry*'s tick-pace window around its estimated finish."""
-        finish, spread = self._forecast.finish(entry.pace, entry.action, entry.start)
+        forecast = self._forecast
+        entry.history = forecast.history
+        finish, spread = forecast.finish(entry.pace, entry.action, entry.start)
         if finish == entry.finish:
             return
         entry.finish = finish
         # A tick of lead, so the poll before the finish lands no later than it, and a
         # while after it: a late finish within that is still seen within a tick.
-        entry.near_from = finish - spread - self._fast()
+        entry.near_from = finish - spread - fast
         entry.near_until = finish + spread + _NEAR_AFTER * self.policy.interval
 
-    def _gap(self, entry: TaskEntry, now: float) -> float:
+    def _gap(self, entry: TaskEntry, now: float, fast: float) -> float:
         """Seconds until *entry* is asked about again, from its state and the policy.
 
         A task near its estimated finish: every tick. Otherwise a running one every
@@ -528,10 +540,14 @@ class Poller:
         arrive (``notify_hook``), never more often than ``webhook_interval``.
         """
         policy = self.policy
-        fast = self._fast()
-        if entry.finish == math.inf and entry.start is not None and policy.predict:
-            # Another task of its action may have finished since: the history applies.
-            self._estimate(entry)
+        if (
+            entry.finish == math.inf
+            and entry.history != self._forecast.history
+            and entry.start is not None
+            and policy.predict
+        ):
+            # A first task of another action finished since: its history may apply.
+            self._estimate(entry, fast)
         if entry.near_from <= now + fast * 0.5 and now < entry.near_until:
             gap = fast
             self._near_now += 1
@@ -574,15 +590,15 @@ class Poller:
             if task.status == "SUCCESS":
                 self._forecast.learn(task.raw, self._clock.now())
 
-    def _apply_raw(self, entry: TaskEntry, item: dict[str, Any], status: str, rank: int) -> None:
+    def _apply_raw(
+        self, entry: TaskEntry, item: dict[str, Any], status: str, rank: int, percent: int | None
+    ) -> None:
         """Record an intermediate snapshot nobody asked to see, without decoding it."""
         if rank < entry.rank:
             return
         image_url = item.get("imageUrl")
         state = entry.advance(
-            status,
-            parse_progress(item.get("progress")),
-            image_url if type(image_url) is str and image_url else None,
+            status, percent, image_url if type(image_url) is str and image_url else None
         )
         if state is not None:
             entry.last = None

@@ -176,8 +176,9 @@ class TaskEntry:
     The poller's scheduling state lives here too: ``due`` (the next poll), ``gap`` (a
     queued task's growing gap), ``answered_at`` (the last answer naming it), and what
     the forecast knows: ``start`` (the server's startTime, epoch seconds), ``action``,
-    ``pace`` (its progress steps), ``finish`` (the estimate) and the tick-pace window
-    ``[near_from, near_until)`` around it (empty while nothing is estimated).
+    ``pace`` (its progress steps), ``finish`` (the estimate), ``history`` (how many
+    actions had a history then) and the tick-pace window ``[near_from, near_until)``
+    around it (empty while nothing is estimated).
     """
 
     __slots__ = (
@@ -188,6 +189,7 @@ class TaskEntry:
         "due",
         "finish",
         "gap",
+        "history",
         "id",
         "image_url",
         "in_flight",
@@ -227,6 +229,7 @@ class TaskEntry:
         self.start: float | None = None
         self.action: str | None = None
         self.pace: Progress | None = None
+        self.history = 0
         self.finish = math.inf
         self.near_from = math.inf
         self.near_until = -math.inf
