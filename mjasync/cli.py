@@ -18,37 +18,36 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 import anyio
 import attrs
 
-from . import __about__
-from ._chains import gather_chains
-from ._client import Client
-from ._download import MediaKind, file_stem
-from ._errors import (
+import mjasync
+from mjasync import (
+    DEFAULT_MAX_IMAGE_BYTES,
     APIError,
     AuthenticationError,
     ButtonNotFoundError,
+    Client,
     ConnectError,
     InvalidRequestError,
+    MediaKind,
     MJError,
     ModalRequiredError,
+    PollPolicy,
+    RetryPolicy,
     RouteNotFoundError,
+    Task,
     TaskError,
     TaskTimeoutError,
     TransportError,
+    file_stem,
+    gather_chains,
 )
-from ._glossary import with_english
-from ._images import DEFAULT_MAX_IMAGE_BYTES
-from ._models import Task
-from ._poll import PollPolicy
-from ._responses import _auth_shape
-from ._retry import RetryPolicy
-from .bulk import (
+from mjasync.bulk import (
     BulkEvent,
     BulkReport,
     BulkRunner,
@@ -59,7 +58,6 @@ from .bulk import (
     load_jobs,
     parse_actions,
 )
-from .bulk._reach import host_in, unreachable_reason
 
 __all__ = [
     "EXIT_API",
@@ -617,7 +615,7 @@ async def _cmd_task(args: argparse.Namespace, out: _Out) -> int:
                 await mj.fetch(args.task_id)
             except MJError as error:
                 wrong = isinstance(error, RouteNotFoundError | AuthenticationError)
-                if wrong or unreachable_reason(error) is not None:
+                if wrong or _unreachable(error) is not None:
                     raise
             with _TaskBars(out) as bars:
                 try:
@@ -773,7 +771,7 @@ def _prepare_demo(out_dir: Path) -> Path:
 
 
 async def _cmd_demo(args: argparse.Namespace, out: _Out) -> int:
-    from .simulator import Simulator
+    from mjasync.simulator import Simulator
 
     out_dir = Path(args.out)
     jobs_file = _prepare_demo(out_dir)
@@ -820,16 +818,14 @@ def _demo_summary(report: BulkReport, jobs: Sequence[Job], out: _Out) -> None:
 
 
 def _cmd_simulator(argv: Sequence[str]) -> int:
-    from .simulator.__main__ import build_parser as simulator_parser
-    from .simulator.__main__ import serve
+    from mjasync.simulator import serve
 
     if {"-h", "--help"} & set(argv):
-        # The simulator's own parser (every default shown), under this command's name.
-        parser = simulator_parser()
-        parser.prog = "mjasync simulator"
-        parser.print_help(sys.stdout)
+        # The simulator's own help (every default shown), under this command's name.
+        with suppress(SystemExit):
+            serve(["--help"], prog="mjasync simulator")
         return EXIT_OK
-    return serve(list(argv))
+    return serve(list(argv), prog="mjasync simulator")
 
 
 # -- parsing and main ------------------------------------------------------------------
@@ -914,7 +910,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[_common_options(suppress=False)],
     )
-    parser.add_argument("--version", action="version", version=f"mjasync {__about__.__version__}")
+    parser.add_argument("--version", action="version", version=f"mjasync {mjasync.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     common = [_common_options(suppress=True)]
 
@@ -1120,9 +1116,9 @@ def _auth_report(error: AuthenticationError, args: argparse.Namespace | None) ->
     status = error.status or 401
     match = _WHERE.match(error.message)
     where = f"{match.group(1)} {match.group(2)} " if match else ""
-    said = f": {with_english(error.description)}" if error.description else " with an empty body"
+    said = f": {error.description_en}" if error.description_en else " with an empty body"
     message = f"authentication failed: {where}answered HTTP {status}{said}"
-    shape, reads = _auth_shape(status, error.body)
+    shape, reads = error.refused_by, error.reads_auth
     style = error.auth_style
     details: list[str] = []
     if style is None:
@@ -1162,12 +1158,20 @@ def _auth_report(error: AuthenticationError, args: argparse.Namespace | None) ->
     return _ErrorReport(message, tuple(details), extra=extra)
 
 
+def _unreachable(error: BaseException) -> ConnectError | None:
+    """*error* when it says the server cannot be reached; not when this process's own
+    pool had no free connection (that is congestion here, not the server)."""
+    if isinstance(error, ConnectError) and error.reason != "no free connection":
+        return error
+    return None
+
+
 def _unreachable_text(error: BaseException) -> str | None:
     """``cannot reach HOST: REASON`` for a connection that never got through, else None."""
-    reason = unreachable_reason(error)
-    if reason is None:
+    failed = _unreachable(error)
+    if failed is None:
         return None
-    return f"cannot reach {host_in(error, 'the server')}: {reason}"
+    return f"cannot reach {failed.host or 'the server'}: {failed.reason}"
 
 
 _RERUN = (

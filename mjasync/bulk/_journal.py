@@ -27,7 +27,7 @@ from typing import Any, Final, TypeVar
 import anyio
 import attrs
 
-from .._errors import InvalidRequestError
+from mjasync import InvalidRequestError
 
 __all__ = ["JobRecord", "Journal", "JournalError", "StepRecord"]
 

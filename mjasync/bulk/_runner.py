@@ -16,11 +16,10 @@ import anyio
 import anyio.to_thread
 import attrs
 
-from .._client import Client
-from .._download import file_stem
-from .._errors import (
+from mjasync import (
     APIError,
     AuthenticationError,
+    Client,
     ConnectError,
     DecodeError,
     Delivery,
@@ -31,16 +30,17 @@ from .._errors import (
     RateLimitError,
     RequestTimeoutError,
     RouteNotFoundError,
+    Submission,
+    Task,
     TaskError,
     TaskNotFoundError,
+    TaskStatus,
     TaskTimeoutError,
+    backoff,
     delivery_of,
+    file_stem,
 )
-from .._images import DEFAULT_MAX_IMAGE_BYTES
-from .._models import Submission, Task, TaskStatus
-from .._responses import read_body
-from .._serde import decode_tasks
-from .._transport import Response
+
 from ._input import InputError, Job, check_jobs, load_jobs, parse_actions
 from ._journal import (
     ACCEPTED,
@@ -54,7 +54,7 @@ from ._journal import (
     Journal,
     StepRecord,
 )
-from ._reach import Reach, UnreachableError, host_in, host_of, unreachable_reason
+from ._reach import Reach, UnreachableError, host_of, unreachable_reason
 
 __all__ = ["BulkEvent", "BulkReport", "BulkRunner", "run_bulk"]
 
@@ -62,11 +62,9 @@ logger = logging.getLogger("mjasync.bulk")
 
 IMAGINE: Final = "imagine"
 JOURNAL_NAME: Final = "mjasync-journal.sqlite3"
-_STATUS_RANK: dict[str, int] = {
-    TaskStatus.SUCCESS: 0,
-    TaskStatus.IN_PROGRESS: 1,
-    TaskStatus.SUBMITTED: 2,
-}
+# Which of several tasks with one state tag to adopt: one that succeeded, else the one
+# furthest along of those running; any other (not started, failed) only if alone.
+_ADOPT_FIRST = (TaskStatus.SUCCESS, TaskStatus.IN_PROGRESS, TaskStatus.SUBMITTED)
 _LIST_ROUTE_MISSING = frozenset({404, 405, 501})
 # Every suffix `Client.download` may give a file (images, then videos).
 _SAVED_SUFFIXES = (".png", ".jpg", ".webp", ".gif", ".mp4", ".webm", ".mov")
@@ -269,8 +267,8 @@ class _Flow:
         # so no answer or finished task will come to say when to try again.
         alone = self.in_flight <= 1
         if alone or not congestion:
-            ceiling = min(self._cap, self._base * 2.0 ** max(0, self._streak - 1))
-            delay = max(delay, ceiling * (0.5 + self._rng.random() / 2))
+            pause = backoff(self._streak, base=self._base, cap=self._cap, rng=self._rng)
+            delay = max(delay, pause)
         if delay > 0:
             self._pause_until = max(self._pause_until, anyio.current_time() + delay)
         return delay
@@ -328,19 +326,11 @@ class _StateIndex:
         return self._available and fresh and known_ids <= self._ids
 
     async def _refresh(self) -> None:
-        client = self._client
-        where = client._where("GET", "/task/list")
-
-        def parse(response: Response) -> list[Task]:
-            body = read_body(response, where)
-            return decode_tasks(body if body is not None else [])
-
         # The listing counts from when it was asked for: a submit that arrives while it
         # is being built may or may not be in it.
         asked = anyio.current_time()
         try:
-            # A private call on purpose: listing every task is only worth it for recovery.
-            tasks = await client._request("GET", "/task/list", parse)
+            tasks = await self._client.list_tasks()
         except APIError as error:
             # A server without the route (a 404/405, new-api's web page) or one that
             # keeps it from this key will answer the same every time: stop asking.
@@ -353,8 +343,7 @@ class _StateIndex:
                 )
             ):
                 logger.info(
-                    "%s is not available (%s); lost submits stay unknown",
-                    where,
+                    "GET /mj/task/list is not available (%s); lost submits stay unknown",
                     type(error).__name__,
                 )
                 self._available = False
@@ -374,11 +363,14 @@ class _StateIndex:
             if not task.state:
                 continue
             current = best.get(task.state)
-            if current is None or _STATUS_RANK.get(task.status, 9) < _STATUS_RANK.get(
-                current.status, 9
-            ):
+            if current is None or _adopt_rank(task) < _adopt_rank(current):
                 best[task.state] = task
         self._by_tag = best
+
+
+def _adopt_rank(task: Task) -> int:
+    status = task.status
+    return _ADOPT_FIRST.index(status) if status in _ADOPT_FIRST else len(_ADOPT_FIRST)
 
 
 def _unknown_reason(step: str, why: str) -> str:
@@ -581,7 +573,7 @@ class BulkRunner:
         self._scope.cancel()
 
     def _unreachable(self, error: BaseException, reason: str, lasted: float) -> UnreachableError:
-        host = host_in(error, host_of(self.client.base_url))
+        host = host_of(self.client.base_url, error)
         if self._reach.answered:
             when = f"it answered earlier in this run, then refused every attempt for {lasted:.0f} s"
         else:
@@ -593,7 +585,7 @@ class BulkRunner:
         return UnreachableError(msg, host=host, reason=reason, maybe_sent=False)
 
     def _silent_host(self, error: BaseException) -> UnreachableError:
-        host = host_in(error, host_of(self.client.base_url))
+        host = host_of(self.client.base_url, error)
         msg = (
             f"no answer from {host}: it takes connections but answered nothing this run, "
             "and a submit timed out; the run stopped. The submits already sent may have "
@@ -642,8 +634,7 @@ class BulkRunner:
             msg = f"two jobs share a key; keys must be unique: {', '.join(shared[:5])}"
             raise InputError(msg)
         # The client's own image limit, so a file it would refuse is refused up front.
-        limit = getattr(self.client, "_max_image_bytes", DEFAULT_MAX_IMAGE_BYTES)
-        await check_jobs(job_list, name=name, max_image_bytes=limit)
+        await check_jobs(job_list, name=name, max_image_bytes=self.client.max_image_bytes)
         buttons = max((len(self._actions_of(job)) for job in job_list), default=0)
         self._flow = _Flow(self.concurrency * max(1, buttons), *self._backoff)
         self._reach = Reach(self.unreachable_timeout)
