@@ -83,3 +83,25 @@ class Reach:
         if not self.answered or lasted >= self.timeout:
             return lasted
         return None
+
+    def unreachable(self, host: str, reason: str, lasted: float) -> UnreachableError:
+        """The error that stops a run once `give_up` said so (after *lasted* seconds)."""
+        if self.answered:
+            when = f"it answered earlier in this run, then refused every attempt for {lasted:.0f} s"
+        else:
+            when = "it never answered this run"
+        msg = (
+            f"cannot reach {host}: {reason} ({when}); the run stopped. Nothing was sent to "
+            "it, so a rerun submits the remaining jobs normally"
+        )
+        return UnreachableError(msg, host=host, reason=reason, maybe_sent=False)
+
+    @staticmethod
+    def silent(host: str) -> UnreachableError:
+        """The error that stops a run whose first submits were sent and never answered."""
+        msg = (
+            f"no answer from {host}: it takes connections but answered nothing this run, "
+            "and a submit timed out; the run stopped. The submits already sent may have "
+            "reached it: their jobs are unknown, and a rerun looks them up first"
+        )
+        return UnreachableError(msg, host=host, reason="no answer", maybe_sent=True)
