@@ -29,11 +29,13 @@ from mjasync.cli import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
-    _BulkDisplay,
-    _Out,
     build_parser,
     main,
 )
+
+# Unit tests of the bulk progress display drive it with hand-made events and read what
+# it draws; it has no public face but the CLI's output, so they import it directly.
+from mjasync.cli._display import BulkDisplay, Out
 from mjasync.simulator import Simulator
 
 FAST = ["--poll-interval", "0.01"]
@@ -449,7 +451,7 @@ async def test_a_bad_jobs_file_is_refused_whole_listing_every_line(
 def test_the_plain_display_prints_a_heartbeat_of_what_it_waits_on() -> None:
     """Without a terminal, a quiet wait still prints what is pending, and why."""
     err = io.StringIO()
-    display = _BulkDisplay(_Out(False, io.StringIO(), err), 3, heartbeat=0.0)
+    display = BulkDisplay(Out(False, io.StringIO(), err), 3, heartbeat=0.0)
     fox, owl = Job(key="fox", prompt="a fox", line=1), Job(key="owl", prompt="an owl", line=2)
     display.tick()
     assert err.getvalue() == ""  # nothing pending: nothing to say
@@ -475,8 +477,8 @@ def test_the_live_display_fits_a_short_terminal_with_its_status_line_on_top() ->
     """Eight task rows in a six-line terminal: status, jobs bar, what fits, and a count."""
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, height=6, width=100)
-    out = _Out(False, io.StringIO(), io.StringIO())
-    with _BulkDisplay(out, 8, console=console) as display:
+    out = Out(False, io.StringIO(), io.StringIO())
+    with BulkDisplay(out, 8, console=console) as display:
         for number in range(8):
             job = Job(key=f"job{number}", prompt="p")
             display(BulkEvent("task_submitted", job, "imagine", message=str(number)))
