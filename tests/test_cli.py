@@ -8,16 +8,16 @@ import os
 import signal
 import socket
 import sqlite3
-import struct
 import subprocess
 import sys
-import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
 import pytest
+from _shared import CLI_FAST as FAST
+from _shared import png, run_cli
 from aiohttp import web
 from rich.console import Console
 
@@ -38,26 +38,12 @@ from mjasync.cli import (
 from mjasync.cli._display import BulkDisplay, Out
 from mjasync.simulator import Simulator
 
-FAST = ["--poll-interval", "0.01"]
-
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The developer's own MJ_* variables must not leak into these tests."""
     for name in ("MJ_BASE_URL", "MJ_API_KEY", "MJ_AUTH"):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    """A fast simulator on the test's loop; the CLI runs its own loop in a thread."""
-    async with Simulator(dialect="plus", time_scale=0.002, seed=4) as server:
-        yield server
-
-
-async def run_cli(*argv: str) -> int:
-    """``main(argv)`` in a worker thread, so the simulator keeps serving meanwhile."""
-    return await anyio.to_thread.run_sync(main, list(argv))
 
 
 def test_help_documents_exit_codes_and_environment(capsys: pytest.CaptureFixture[str]) -> None:
@@ -202,6 +188,7 @@ async def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert len(report["files"]) == 6 + 4 + 4 + 2 + 2
 
 
+@pytest.mark.slow
 def test_python_dash_m_and_version() -> None:
     """``python -m mjasync --version`` prints ``mjasync X.Y.Z``, like the console script."""
     result = subprocess.run(
@@ -211,12 +198,14 @@ def test_python_dash_m_and_version() -> None:
     assert result.stdout.decode().strip() == f"mjasync {mjasync.__version__}"
 
 
+@pytest.mark.slow
 async def test_ctrl_c_exits_130_and_leaves_the_journal_consistent(
     tmp_path: Path,
 ) -> None:
     """SIGINT mid-batch: exit 130, the run is recorded as interrupted, a rerun finishes."""
-    # Slow enough (a task takes ~1 s) that the batch cannot finish before the signal lands.
-    async with Simulator(dialect="plus", time_scale=0.2, seed=9) as sim:
+    # Slow enough (a task takes ~0.25 s, the signal lands within ~0.05 s of the first
+    # accepted submit) that the batch cannot finish first; fast enough for the rerun.
+    async with Simulator(dialect="plus", time_scale=0.05, seed=9) as sim:
         jobs = tmp_path / "jobs.txt"
         jobs.write_text("".join(f"a heron {n}\n" for n in range(6)))
         journal = tmp_path / "j.sqlite3"
@@ -274,21 +263,6 @@ def test_simulator_on_a_busy_port_is_one_line_and_exit_2(
     assert err.count("\n") == 1
     assert str(port) in err
     assert "Traceback" not in err
-
-
-def _png(size: int = 2) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", size, size, 8, 0, 0, 0, 0)
-    rows = b"".join(b"\x00" + b"\xff" * size for _ in range(size))
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
 
 
 async def test_a_wait_that_times_out_is_exit_1_in_one_line(
@@ -382,7 +356,7 @@ async def test_action_takes_a_mask_and_errors_name_the_flags(
     assert sim.requests["POST /mj/submit/action"] == 1  # only the U1 above
 
     mask = tmp_path / "mask.png"
-    mask.write_bytes(_png())
+    mask.write_bytes(png(2, pixel=b"\xff"))
     code = await run_cli("action", upscale, "vary_region", "--mask", str(mask), *common)
     assert code == EXIT_OK
     assert json.loads(capsys.readouterr().out)["task"]["status"] == "SUCCESS"

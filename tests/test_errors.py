@@ -25,7 +25,9 @@ from mjasync import (
     NotFoundError,
     QueueFullError,
     RateLimitError,
+    Request,
     RequestTimeoutError,
+    Response,
     RetryPolicy,
     RouteNotFoundError,
     ServerError,
@@ -39,8 +41,7 @@ from mjasync import (
     TaskTimeoutError,
     TransportError,
 )
-from mjasync._transport import Request, Response
-from mjasync.testing import MockTransport, json_response, task_payload
+from mjasync.testing import MockTransport, decode_task, json_response, task_payload
 
 SECRET = "sk-SECRET-123"
 
@@ -121,9 +122,7 @@ def test_exceptions_report_module_mjasync(name: str) -> None:
 
 def snapshot(status: str = "FAILURE", **extra: Any) -> Task:
     """A decoded task snapshot for TaskError payloads."""
-    return mjasync._serde.decode_task(
-        task_payload("1700000000000009", status, failReason="任务超时", **extra)
-    )
+    return decode_task(task_payload("1700000000000009", status, failReason="任务超时", **extra))
 
 
 def all_instances() -> list[MJError]:

@@ -19,8 +19,11 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import anyio
 import anyio.lowlevel
+import attrs
 import pytest
 from _fakeproxy import FakeProxy
+from _shared import FAST_POLL
+from _shared import NO_POLL as SLOW
 from aiohttp import web
 
 import mjasync
@@ -29,9 +32,8 @@ from mjasync._bus import OnMessage
 from mjasync.simulator import Simulator
 from mjasync.testing import task_payload
 
-# Polling so slow that only a notification can finish a wait inside a test.
-SLOW = mjasync.PollPolicy(interval=30, max_interval=30, first_poll=30, webhook_interval=30)
-FAST = mjasync.PollPolicy(interval=0.01, max_interval=0.02, first_poll=0.005, webhook_interval=0.01)
+# NO_POLL: polling so slow that only a notification can finish a wait inside a test.
+FAST = attrs.evolve(FAST_POLL, webhook_interval=0.01)
 HOOK = "http://127.0.0.1:9/mj-hook"
 
 

@@ -7,6 +7,7 @@ import gc
 
 import aiohttp
 import pytest
+from _shared import ONE_TRY
 from aiohttp import web
 from aiohttp.test_utils import RawTestServer, TestServer
 
@@ -14,14 +15,12 @@ import mjasync
 from mjasync import (
     AiohttpTransport,
     ConnectError,
+    Request,
     RequestTimeoutError,
     RetryPolicy,
     TransportError,
 )
-from mjasync._transport import Request
 from mjasync.testing import submit_payload, task_payload
-
-ONE_TRY = RetryPolicy(attempts=1)
 
 
 def proxy_app(seen: list[web.Request]) -> web.Application:

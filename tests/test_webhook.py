@@ -16,6 +16,7 @@ import aiohttp
 import anyio
 import pytest
 from _fakeproxy import FakeProxy
+from _shared import NO_POLL as SLOW
 from aiohttp import web
 
 import mjasync
@@ -23,7 +24,6 @@ from mjasync.simulator import Faults, Simulator
 from mjasync.testing import task_payload
 
 # Polling so slow that only a notification can finish a wait inside a test.
-SLOW = mjasync.PollPolicy(interval=30, max_interval=30, first_poll=30, webhook_interval=30)
 HOOK = "http://127.0.0.1:9/mj-hook"
 
 
