@@ -16,9 +16,9 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 import pytest
+from _servers import static_server
 from _shared import CLI_FAST as FAST
 from _shared import png, run_cli
-from aiohttp import web
 from rich.console import Console
 
 import mjasync
@@ -284,21 +284,8 @@ async def test_a_wait_that_times_out_is_exit_1_in_one_line(
 @pytest.fixture
 async def failing_server() -> AsyncIterator[str]:
     """A server that answers every request with a 500."""
-
-    async def fail(request: web.Request) -> web.Response:
-        return web.Response(status=500, text="internal error")
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", fail)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with static_server(500, "internal error") as log:
+        yield log[0]
 
 
 async def test_a_failing_server_during_a_wait_is_one_line_exit_3_and_no_poller_warning(

@@ -41,6 +41,7 @@ from ._submitting import (
     not_found,
     numbered,
     queue_full,
+    require_room,
     result,
     state_of,
     trueai_new_task_checks,
@@ -138,8 +139,7 @@ def action(request: web.Request, body: dict[str, Any]) -> web.Response:
         if button is None or parsed is None:
             # Allowed, but the parent's message has no such component: Discord refuses
             # the interaction and the task fails as it starts.
-            if not engine.has_room():
-                raise queue_full(state)
+            require_room(state)
             task = new_task(
                 request,
                 body,
@@ -204,8 +204,7 @@ def action(request: web.Request, body: dict[str, Any]) -> web.Response:
         button.style = 3
         return submit_modal(dialect, result(state, task.id), suggested, state.instance_id)
 
-    if not engine.has_room():
-        raise queue_full(state)
+    require_room(state)
     task = new_task(
         request, body, kind=kind, prompt=parent.prompt, description="Submit success", parent=parent
     )
@@ -262,8 +261,7 @@ def _change(
     if change_action != "REROLL" and index is None:
         # submitUpscale/submitVariation take an int: unboxing the missing index throws.
         raise ServerFault
-    if not engine.has_room():
-        raise queue_full(state)
+    require_room(state)
     task = new_task(
         request,
         body,
@@ -350,8 +348,7 @@ def modal(request: web.Request, body: dict[str, Any]) -> web.Response:
     if not final and task.kind != "inpaint":
         raise BadRequest(4, "prompt不能为空")
     banned = check_banned(state, final) if final else False
-    if not engine.has_room():
-        raise queue_full(state)
+    require_room(state)
     if isinstance(body.get("state"), str):
         task.state = body["state"]
     if dialect == "plus":

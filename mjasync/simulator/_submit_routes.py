@@ -37,7 +37,7 @@ from ._submitting import (
     new_task,
     not_found,
     numbered,
-    queue_full,
+    require_room,
     state_of,
     store_upload,
     trueai_new_task_checks,
@@ -72,8 +72,7 @@ def imagine(request: web.Request, body: dict[str, Any]) -> web.Response:
         banned = check_banned(state, prompt)
         if not all(image_ok(state, i) for i in images):
             raise BadRequest(4, "base64格式错误")
-    if not state.engine.has_room():
-        raise queue_full(state)
+    require_room(state)
     task = new_task(request, body, kind="imagine", prompt=prompt, description=f"/imagine {prompt}")
     task.banned = banned
     return accept(request, task)
@@ -100,8 +99,7 @@ def blend(request: web.Request, body: dict[str, Any]) -> web.Response:
     if not all(image_ok(state, i) for i in images):
         raise BadRequest(4, "base64格式错误")
     trueai_new_task_checks(request, body)
-    if not state.engine.has_room():
-        raise queue_full(state)
+    require_room(state)
     task = new_task(request, body, kind="blend", prompt="", description="")
     task.description = f"/blend {task.id} {len(images)}"
     task.extra_properties["dimensions"] = dimensions
@@ -143,8 +141,7 @@ def describe(request: web.Request, body: dict[str, Any]) -> web.Response:
             raise BadRequest(4, "base64格式错误")
         image_url = store_upload(request, *decoded)
         description = ""
-    if not state.engine.has_room():
-        raise queue_full(state)
+    require_room(state)
     task = new_task(request, body, kind="describe", prompt="", description=description)
     if not description:
         # novicezk: "/describe <taskId>.<suffix of the image's mime type>".
@@ -165,8 +162,7 @@ def shorten(request: web.Request, body: dict[str, Any]) -> web.Response:
     if not prompt and dialect_of(state) != "trueai":
         raise BadRequest(4, "prompt不能为空")
     trueai_new_task_checks(request, body)
-    if not state.engine.has_room():
-        raise queue_full(state)
+    require_room(state)
     task = new_task(request, body, kind="shorten", prompt=prompt, description=f"/shorten {prompt}")
     words = prompt.split()
     task.choices = [" ".join(words[: max(1, len(words) * (5 - i) // 5)]) for i in range(5)]
@@ -209,8 +205,7 @@ def swap_face(request: web.Request, body: dict[str, Any]) -> web.Response:
         raise BadRequest(4, "sourceBase64 和 targetBase64 必须是图片")
     if source == target:
         raise BadRequest(4, "源图和目标图不能相同")
-    if not state.engine.has_room():
-        raise queue_full(state)
+    require_room(state)
     task = new_task(request, body, kind="swap_face", prompt="", description="/swap")
     task.bot_type = "INSIGHT_FACE"
     return accept(request, task)
@@ -266,8 +261,7 @@ def edits(request: web.Request, body: dict[str, Any]) -> web.Response:
         if not image_ok(state, image):
             raise BadRequest(4, "image不能为空或格式错误")
     banned = check_banned(state, prompt)
-    if not state.engine.has_room():
-        raise queue_full(state)
+    require_room(state)
     task = new_task(request, body, kind="edit", prompt=prompt, description=f"/edit {prompt}")
     task.banned = banned
     return accept(request, task)
@@ -319,8 +313,7 @@ def video(request: web.Request, body: dict[str, Any]) -> web.Response:
             raise BadRequest(4, "prompt不能为空")
     motion = str(body.get("motion") or "low").lower()
     banned = check_banned(state, prompt)
-    if not engine.has_room():
-        raise queue_full(state)
+    require_room(state)
     task = new_task(
         request, body, kind="video", prompt=prompt, description=f"/video {prompt}", parent=parent
     )

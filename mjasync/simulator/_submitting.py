@@ -150,6 +150,12 @@ def queue_full(state: SimulatorState) -> BadRequest:
     )
 
 
+def require_room(state: SimulatorState) -> None:
+    """Refuse a new task when the queue is full, the check every submit makes first."""
+    if not state.engine.has_room():
+        raise queue_full(state)
+
+
 def not_found(description: str = "关联任务不存在或已失效") -> BadRequest:
     # trueai answers NotFound(...) (HTTP 404) where novicezk answers 200 with code 3.
     return BadRequest(3, description, trueai_status=404)
