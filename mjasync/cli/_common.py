@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import attrs
+
+from mjasync import AuthStyle
 
 __all__ = [
     "AUTH_STYLES",
@@ -24,7 +26,8 @@ EXIT_USAGE = 2
 EXIT_API = 3
 EXIT_INTERRUPTED = 130
 
-AUTH_STYLES = ("bearer", "authorization", "mj-api-secret")
+# The client's auth= styles, in its order (the --auth choices).
+AUTH_STYLES: tuple[str, ...] = get_args(AuthStyle)
 
 
 class UsageError(Exception):
