@@ -20,6 +20,7 @@ from ._errors import (
     ButtonNotFoundError,
     ClientClosedError,
     ConnectError,
+    ConnectReason,
     DecodeError,
     Delivery,
     InvalidRequestError,
@@ -40,7 +41,7 @@ from ._errors import (
     TransportError,
     delivery_of,
 )
-from ._images import ImageInput
+from ._images import DEFAULT_MAX_IMAGE_BYTES, ImageInput, sniff_mime
 from ._media import MediaKind
 from ._models import (
     TERMINAL_STATUSES,
@@ -52,13 +53,14 @@ from ._models import (
     TaskRef,
     TaskStatus,
 )
-from ._policy import PollPolicy, PollStats, RetryPolicy
+from ._policy import PollPolicy, PollStats, RetryPolicy, backoff
 from ._redis_bus import RedisBus
 from ._transport import AiohttpTransport, AsyncTransport, Request, Response, StreamResponse
 from ._waiters import TaskWatch
 from ._webhook import NotificationResult
 
 __all__ = [
+    "DEFAULT_MAX_IMAGE_BYTES",
     "TERMINAL_STATUSES",
     "APIError",
     "AccountFilter",
@@ -73,6 +75,7 @@ __all__ = [
     "Client",
     "ClientClosedError",
     "ConnectError",
+    "ConnectReason",
     "DecodeError",
     "Delivery",
     "Dialect",
@@ -115,9 +118,11 @@ __all__ = [
     "TaskWatch",
     "TransportError",
     "__version__",
+    "backoff",
     "delivery_of",
     "file_stem",
     "gather_chains",
+    "sniff_mime",
 ]
 
 # Tracebacks and reprs say mjasync.TaskFailedError, not mjasync._errors.TaskFailedError.

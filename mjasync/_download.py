@@ -51,12 +51,9 @@ from ._redact import display_url
 from ._retry import RequestKind, parse_retry_after, with_retries
 from ._transport import AsyncTransport, Request
 
-# MediaKind lives in _media; it is named here too for the modules that import it from
-# here (cli.py).
 __all__ = [
     "DEFAULT_MAX_DOWNLOAD_BYTES",
     "LocalFileError",
-    "MediaKind",
     "download_result",
     "file_stem",
 ]

@@ -37,9 +37,12 @@ ask before resending: did this request reach the server (`Delivery`)?
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Any
+import re
+from typing import TYPE_CHECKING, Any, Literal
 
+from ._auth_shapes import auth_shape
 from ._glossary import with_english
+from ._redact import host_of
 
 if TYPE_CHECKING:
     from ._models import Task
@@ -51,6 +54,7 @@ __all__ = [
     "ButtonNotFoundError",
     "ClientClosedError",
     "ConnectError",
+    "ConnectReason",
     "DecodeError",
     "Delivery",
     "InvalidRequestError",
@@ -113,11 +117,77 @@ class TransportError(MJError, ConnectionError):
     """No HTTP response arrived: connection refused, reset, DNS failure or timeout."""
 
 
+ConnectReason = Literal[
+    "connection refused",
+    "host name not found (DNS)",
+    "TLS handshake failed",
+    "connection timed out",
+    "network unreachable",
+    "invalid URL",
+    "no free connection",
+    "could not connect",
+]
+"""Why a `ConnectError` never reached the server; ``"no free connection"`` is this
+process's own pool running out (``pool_timeout``), not the server."""
+
+# The texts of aiohttp's connect failures (after "could not connect (<kind>: <detail>)")
+# on Linux, macOS and Windows, for a ConnectError built from a message alone (a custom
+# transport's, a test's); the first pattern that matches names the cause.
+_REASONS: tuple[tuple[re.Pattern[str], ConnectReason], ...] = (
+    (re.compile(r"no free connection", re.IGNORECASE), "no free connection"),
+    (
+        re.compile(
+            r"DNSError|Name or service not known|name resolution|nodename nor servname"
+            r"|getaddrinfo failed|No address associated|Domain name not found",
+            re.IGNORECASE,
+        ),
+        "host name not found (DNS)",
+    ),
+    # Case matters: every aiohttp connect message says "ssl:default" or "ssl:True".
+    (re.compile(r"Certificate|SSLError|\[SSL"), "TLS handshake failed"),
+    (re.compile(r"ConnectionTimeoutError|timed out|timeout", re.I), "connection timed out"),
+    (
+        re.compile(r"Connect call failed|refused|Errno 111|WinError 10061", re.IGNORECASE),
+        "connection refused",
+    ),
+    (re.compile(r"unreachable|No route to host", re.IGNORECASE), "network unreachable"),
+    (re.compile(r"invalid URL", re.IGNORECASE), "invalid URL"),
+)
+# "POST http://h:9/mj/submit/imagine: ..." -> the URL every transport message starts with.
+_WHERE = re.compile(r"^[A-Z]+ (\S+?):? ")
+
+
+def _reason_in(message: str) -> ConnectReason:
+    for pattern, reason in _REASONS:
+        if pattern.search(message):
+            return reason
+    return "could not connect"
+
+
 class ConnectError(TransportError):
     """The request provably never reached the server (refused, DNS, connect timeout).
 
     A submit that fails this way can be retried without risk of paying twice.
+
+    Attributes:
+        reason: why (a `ConnectReason`): ``"connection refused"``, ``"host name not
+            found (DNS)"``, ``"connection timed out"``... ``"no free connection"`` is
+            this process's pool running out (``pool_timeout``), not the server. Given
+            by the transport; read from the message when a `ConnectError` is built
+            from one alone.
+        host: ``host:port`` of the server as the URL names it (never credentials), or
+            None when neither the transport nor the message says.
     """
+
+    def __init__(
+        self, message: str, *, reason: ConnectReason | None = None, host: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.reason: ConnectReason = reason if reason is not None else _reason_in(message)
+        if host is None:
+            where = _WHERE.match(message)
+            host = host_of(where.group(1)) if where else None
+        self.host = host
 
 
 class RequestTimeoutError(TransportError, TimeoutError):
@@ -138,6 +208,8 @@ class APIError(MJError):
         status: HTTP status code (200 for business errors carried in the body).
         code: the proxy's business ``code``, when the body had one.
         description: the server's text (``description`` or ``message``), localized.
+        description_en: the same with English after a Chinese text (``队列已满 (the
+            queue is full; try again later)``), or None.
         body: the decoded JSON body, or the text when it was not JSON.
     """
 
@@ -159,6 +231,15 @@ class APIError(MJError):
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), self.__dict__.copy()))
 
+    @property
+    def description_en(self) -> str | None:
+        """``description`` with English after a Chinese server text, as messages show it.
+
+        ``队列已满 (the queue is full; try again later)``; a text with no known English
+        is returned as is; None when the server gave no description.
+        """
+        return with_english(self.description) if self.description else None
+
 
 class AuthenticationError(APIError):
     """HTTP 401 or 403: the API key is missing, wrong, sent the wrong way, or not allowed.
@@ -172,6 +253,8 @@ class AuthenticationError(APIError):
             likely first (an empty 401 is novicezk's, which reads ``mj-api-secret``;
             trueai's "Authorization header missing." wants the raw key in
             ``Authorization``); empty when the shape suggests none.
+        refused_by: the server the refusal's shape points to, in a sentence (or "").
+        reads_auth: the ``auth=`` styles that server reads (or ()).
     """
 
     def __init__(
@@ -187,6 +270,24 @@ class AuthenticationError(APIError):
         self.auth_style = auth_style
         self.auth_header = auth_header
         self.suggested_auth = suggested_auth
+
+    @property
+    def refused_by(self) -> str:
+        """Which server refuses this way, in a sentence; empty when the shape names none.
+
+        ``"an empty 401 is how novicezk's midjourney-proxy refuses a missing or wrong
+        mj-api-secret header"``; read from ``status`` and ``body``.
+        """
+        return auth_shape(self.status or 401, self.body)[0]
+
+    @property
+    def reads_auth(self) -> tuple[str, ...]:
+        """The ``auth=`` styles the refusing server reads, preferred first (empty: unknown).
+
+        Unlike ``suggested_auth`` it includes the style that was sent, so a refusal
+        from a server that reads the key where it was sent points at the key itself.
+        """
+        return auth_shape(self.status or 401, self.body)[1]
 
 
 class RateLimitError(APIError):

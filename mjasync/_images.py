@@ -45,6 +45,7 @@ ImageInput = bytes | bytearray | memoryview | os.PathLike[str] | str
 """An image: raw bytes, a `pathlib.Path`, a ``data:`` URI, or an ``http(s)://`` URL."""
 
 DEFAULT_MAX_IMAGE_BYTES = 10 * 1024 * 1024
+"""The largest image input a `Client` accepts unless told otherwise (``max_image_bytes``)."""
 
 UrlFetcher = Callable[[str, int, str], Awaitable[bytes]]
 

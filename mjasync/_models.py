@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import attrs
 
-from ._buttons import CHANGE_PARENT_ACTIONS, Button, button_name, implied_buttons
+from ._buttons import Button, implied_buttons
 from ._checks import require_text
 from ._errors import (
     ButtonNotFoundError,
@@ -26,10 +26,9 @@ from ._errors import (
     TaskFailedError,
 )
 
-# Button, button_name, implied_buttons and CHANGE_PARENT_ACTIONS live in _buttons; they
-# are named here too for the modules that import them from here (bulk/_input.py).
+# Button and implied_buttons live in _buttons; they are named here too for the modules
+# that import them from here (_serde.py, the package's __init__).
 __all__ = [
-    "CHANGE_PARENT_ACTIONS",
     "FINAL_RANK",
     "STATUS_RANKS",
     "TERMINAL_STATUSES",
@@ -40,7 +39,6 @@ __all__ = [
     "TaskAction",
     "TaskRef",
     "TaskStatus",
-    "button_name",
     "implied_buttons",
     "is_final",
     "outcome",

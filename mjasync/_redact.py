@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 __all__ = [
     "REDACTED",
     "display_url",
+    "host_of",
     "logged_answer",
     "logged_body",
     "redact_error",
@@ -108,6 +109,15 @@ def display_url(url: str) -> str:
     if parts.username or parts.password:
         netloc = f"{REDACTED}@{netloc}"
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def host_of(url: str) -> str:
+    """``host:port`` of *url* as written (no credentials); *url* itself when it has none."""
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        return url
+    return netloc.rpartition("@")[2] or url
 
 
 def _summary(value: object) -> object:

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._auth_shapes import auth_shape, is_newapi_error
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -48,7 +49,6 @@ __all__ = [
     "ACCEPTED_CODES",
     "ROUTE_MISSING_STATUSES",
     "as_route_not_found",
-    "auth_shape",
     "explain_auth",
     "read_body",
     "route_missing",
@@ -148,14 +148,6 @@ def _code_of(body: object) -> int | None:
     return None
 
 
-def _is_newapi_error(body: object) -> bool:
-    """new-api's own ``{"error": {"message", "type": "new_api_error", "code"}}`` shape."""
-    if not isinstance(body, Mapping):
-        return False
-    error = body.get("error")
-    return isinstance(error, Mapping) and isinstance(error.get("message"), str)
-
-
 def _is_queue_full(code: int | None, description: str | None) -> bool:
     if code == 23:
         return True
@@ -241,41 +233,6 @@ def _route_not_found(where: str, status: int, body: object, *, html: bool) -> Ro
     return RouteNotFoundError(msg, url=url, status=status, code=None, body=body)
 
 
-def auth_shape(status: int, body: object) -> tuple[str, tuple[str, ...]]:
-    """Who refuses this way, and the ``auth=`` styles that server reads (preferred first).
-
-    The sentence is empty, and the styles too, when the refusal looks like no server
-    in particular.
-    """
-    if status == 401 and body is None:
-        # novicezk ApiAuthorizeInterceptor.java: status 401, nothing written; it reads
-        # only the mj-api-secret header (Constants.API_SECRET_HEADER_NAME).
-        return (
-            "an empty 401 is how novicezk's midjourney-proxy refuses a missing or wrong "
-            "mj-api-secret header",
-            ("mj-api-secret",),
-        )
-    if isinstance(body, str) and "Authorization header missing" in body:
-        # trueai SimpleAuthMiddleware.cs: no user has exactly this token. WorkContext.cs
-        # reads Authorization (else Mj-Api-Secret) and compares the raw value, so
-        # "Bearer <key>" never matches.
-        return (
-            'trueai answers "Authorization header missing." when no user has exactly '
-            'this key; it reads the raw key from Authorization (no "Bearer ") or from '
-            "mj-api-secret",
-            ("authorization", "mj-api-secret"),
-        )
-    if _is_newapi_error(body):
-        # new-api middleware/auth.go TokenAuth: abortWithOpenAiMessage(401, ...). It takes
-        # "Bearer <key>", a raw key, or mj-api-secret when Authorization is empty.
-        return (
-            "this is new-api's refusal; new-api reads the key in any of the three styles "
-            '(its documented one is "Authorization: Bearer <key>")',
-            ("bearer", "authorization", "mj-api-secret"),
-        )
-    return ("", ())
-
-
 def _auth_message(
     where: str,
     status: int,
@@ -304,10 +261,6 @@ def _auth_message(
     elif known and auth_style is not None and reads:
         parts.append("the key went where this server looks for it, so check the key itself")
     return "; ".join(parts), suggested
-
-
-# The name cli.py imports (until it imports auth_shape).
-_auth_shape = auth_shape
 
 
 def explain_auth(error: AuthenticationError, *, where: str, auth_style: str | None) -> None:
@@ -397,7 +350,7 @@ def read_body(response: Response, where: str, *, task_id: str | None = None) -> 
         raise _route_not_found(where, status, body, html=html)
     if html and status not in _NOT_A_ROUTE_STATUSES:
         raise _route_not_found(where, status, body, html=html)
-    if _is_newapi_error(body):
+    if is_newapi_error(body):
         # new-api's distributor refuses what it cannot relay (a customId it cannot map:
         # "unknown_action:MJ::...") with 400 before any upstream sees it.
         msg = f"{where}: refused by the relay: {_reason(description)} (HTTP {status})"

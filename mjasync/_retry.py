@@ -29,11 +29,8 @@ from ._errors import (
 )
 from ._policy import RetryPolicy, backoff
 
-# RetryPolicy lives in _policy; it is named here too for the modules that import it from
-# here (cli.py).
 __all__ = [
     "RequestKind",
-    "RetryPolicy",
     "is_retryable",
     "parse_retry_after",
     "retry_delay",

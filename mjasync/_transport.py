@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import errno
 import re
 import socket
 from collections.abc import AsyncIterator, Mapping
@@ -27,8 +28,8 @@ import aiohttp
 import anyio
 import attrs
 
-from ._errors import ConnectError, MJError, RequestTimeoutError, TransportError
-from ._redact import display_url, redact_text, secrets_in_headers
+from ._errors import ConnectError, ConnectReason, MJError, RequestTimeoutError, TransportError
+from ._redact import display_url, host_of, redact_text, secrets_in_headers
 
 __all__ = [
     "AiohttpTransport",
@@ -156,6 +157,35 @@ def same_origin(url: str, other: str) -> bool:
     return origin(url) == origin(other)
 
 
+_ERRNO_REASONS: dict[int, ConnectReason] = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ETIMEDOUT: "connection timed out",
+    errno.ENETUNREACH: "network unreachable",
+    errno.EHOSTUNREACH: "network unreachable",
+}
+
+
+def _connect_reason(exc: BaseException) -> ConnectReason | None:
+    """Why aiohttp could not connect, from its exception's type and OS error.
+
+    None leaves it to `ConnectError`, which reads the message (an OS error not listed).
+    """
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return "connection timed out"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return "TLS handshake failed"
+    if not isinstance(exc, aiohttp.ClientConnectorError):
+        return None
+    cause = exc.os_error
+    if isinstance(cause, socket.gaierror):
+        return "host name not found (DNS)"
+    if isinstance(cause, TimeoutError):
+        return "connection timed out"
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    return _ERRNO_REASONS.get(cause.errno) if cause.errno is not None else None
+
+
 def _map_failure(exc: BaseException, request: Request, url: str) -> TransportError:
     """Our exception for aiohttp's *exc*, built from text only (never chained to *exc*).
 
@@ -169,9 +199,14 @@ def _map_failure(exc: BaseException, request: Request, url: str) -> TransportErr
     detail = redact_text(text[:300], secrets)
     kind = type(exc).__name__
     if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
-        return ConnectError(f"{where}: could not connect ({kind}: {detail}); nothing was sent")
+        return ConnectError(
+            f"{where}: could not connect ({kind}: {detail}); nothing was sent",
+            reason=_connect_reason(exc),
+            host=host_of(url),
+        )
     if isinstance(exc, aiohttp.InvalidURL):
-        return ConnectError(f"{where}: invalid URL; nothing was sent")
+        msg = f"{where}: invalid URL; nothing was sent"
+        return ConnectError(msg, reason="invalid URL", host=host_of(url))
     if isinstance(exc, aiohttp.ServerTimeoutError | TimeoutError):
         return RequestTimeoutError(f"{where}: no response in time ({kind})")
     if isinstance(exc, aiohttp.ClientResponseError):
@@ -261,7 +296,7 @@ class _Pool:
                 f"{where}: no free connection within {self.timeout:g}s (pool_timeout); "
                 "nothing was sent"
             )
-            raise ConnectError(msg)
+            raise ConnectError(msg, reason="no free connection", host=host_of(url))
         return _Lease(*acquired)
 
 

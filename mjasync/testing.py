@@ -1,7 +1,8 @@
 """Helpers for testing code that uses mjasync, without a network and without waiting.
 
 ``MockTransport`` answers every request with a handler you write; ``json_response``,
-``task_payload`` and ``submit_payload`` build realistic wire bodies. ``VirtualClock``
+``task_payload`` and ``submit_payload`` build realistic wire bodies, and ``decode_task``
+makes a ``Task`` of a task body the way the client does. ``VirtualClock``
 runs a client's poller and its waits' deadlines on virtual time. For end-to-end
 tests, run ``mjasync.simulator.Simulator`` instead: a real server that speaks the API.
 
@@ -24,12 +25,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from ._clock import Clock, Timer, resolve
+from ._models import Task
+from ._serde import decode_task as _decode_task
 from ._transport import AsyncTransport, Request, Response
 
 __all__ = [
     "Clock",
     "MockTransport",
     "VirtualClock",
+    "decode_task",
     "json_response",
     "submit_payload",
     "task_payload",
@@ -206,6 +210,18 @@ def submit_payload(
 ) -> dict[str, Any]:
     """A submit answer ``{code, description, result, properties}``."""
     return {"code": code, "description": description, "result": task_id, "properties": properties}
+
+
+def decode_task(payload: object) -> Task:
+    """The `Task` the client makes of one task JSON object, as it would from a server.
+
+    For a test that needs a `Task` without a server: ``decode_task(task_payload("1"))``,
+    or a body captured from a real proxy.
+
+    Raises:
+        mjasync.DecodeError: *payload* is not a task object.
+    """
+    return _decode_task(payload)
 
 
 def task_payload(

@@ -7,8 +7,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from mjasync import Response
-from mjasync._transport import Request
+from mjasync import Request, Response
 from mjasync.testing import Clock, MockTransport, json_response, task_payload
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from aiohttp import web
 
@@ -42,3 +43,25 @@ def closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+@asynccontextmanager
+async def webhook_site(handler_for: Callable[[str], Any]) -> AsyncIterator[str]:
+    """A real aiohttp app on 127.0.0.1 serving ``POST /mj-hook``; yields that URL.
+
+    The handler is ``handler_for(url)``: the URL is known before the app starts, so a
+    client built with ``notify_hook=url`` can serve its own ``webhook_handler`` there.
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/mj-hook"
+    app = web.Application()
+    app.router.add_post("/mj-hook", handler_for(url))
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        await web.SockSite(runner, sock).start()
+        yield url
+    finally:
+        await runner.cleanup()
+        sock.close()

@@ -7,16 +7,21 @@ from typing import Any
 
 import anyio
 import pytest
+from _shared import FAST_POLL
 
 import mjasync
-from mjasync import Client, QueueFullError, RateLimitError, RetryPolicy, SubmitGate
-from mjasync._transport import Request, Response
+from mjasync import (
+    Client,
+    QueueFullError,
+    RateLimitError,
+    Request,
+    Response,
+    RetryPolicy,
+    SubmitGate,
+)
 from mjasync.simulator import Simulator
 from mjasync.testing import MockTransport, json_response, submit_payload
 
-FAST_POLL = mjasync.PollPolicy(
-    interval=0.005, max_interval=0.02, first_poll=0.005, max_requests_per_second=2000
-)
 QUICK = RetryPolicy(attempts=3, backoff=0.005, max_backoff=0.04)
 FULL = {"code": 23, "description": "队列已满，请稍后尝试", "properties": {}}
 

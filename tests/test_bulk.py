@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from _shared import BULK_FAST as FAST
+from _shared import FAST_POLL
 
 import mjasync
 from mjasync import ConnectError, Request, RequestTimeoutError, Response
@@ -28,20 +30,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 # Enough of a PNG for every check made before sending: the signature and an IHDR.
 TINY_PNG = PNG_SIGNATURE + b"\x00\x00\x00\rIHDR" + bytes(17) + PNG_IEND
-FAST_POLL = mjasync.PollPolicy(interval=0.01, max_interval=0.02, first_poll=0.005)
-FAST = {"backoff": 0.01, "max_backoff": 0.05, "task_timeout": 20.0}
 
 
 def _complete_png(path: Path) -> bool:
     data = path.read_bytes()
     return data.startswith(PNG_SIGNATURE) and data.endswith(PNG_IEND)
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    """A fast simulator: a simulated minute passes in a fraction of a real second."""
-    async with Simulator(dialect="plus", time_scale=0.002, seed=7) as server:
-        yield server
 
 
 @pytest.fixture

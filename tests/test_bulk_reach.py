@@ -15,16 +15,14 @@ import anyio
 import anyio.abc
 import pytest
 from _servers import WEB_PAGE, closed_port, static_server
+from _shared import BULK_FAST as FAST
+from _shared import FAST_POLL, ONE_TRY
 
 import mjasync
 from mjasync import ConnectError, Request, Response
 from mjasync.bulk import BulkEvent, UnreachableError, parse_jobs, run_bulk
 from mjasync.bulk._reach import unreachable_reason
 from mjasync.simulator import Simulator
-
-FAST_POLL = mjasync.PollPolicy(interval=0.01, max_interval=0.02, first_poll=0.005)
-FAST = {"backoff": 0.01, "max_backoff": 0.05, "task_timeout": 20.0}
-ONE_TRY = mjasync.RetryPolicy(attempts=1)
 
 
 def step_statuses(journal: Path) -> list[str]:

@@ -16,14 +16,14 @@ import anyio
 import anyio.lowlevel
 import pytest
 from _fakeproxy import FakeProxy
+from _shared import NO_POLL as SLOW
 
 import mjasync
-from mjasync._bus import BusStats, LocalBus, LocalHub
-from mjasync._redis_bus import RedisBus, redact_url
+from mjasync import BusStats, LocalBus, LocalHub, RedisBus
+from mjasync._redis_bus import redact_url
 from mjasync.testing import task_payload
 
 # Polling so slow that only a notification can finish a wait inside a test.
-SLOW = mjasync.PollPolicy(interval=30, max_interval=30, first_poll=30, webhook_interval=30)
 
 
 def envelope(notification: object, *, origin: str = "f" * 32, version: object = 1) -> bytes:

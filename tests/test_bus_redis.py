@@ -19,7 +19,7 @@ import anyio
 import pytest
 from _redis import PASSWORD, RedisServer, free_port, in_ci
 
-from mjasync._redis_bus import RedisBus
+from mjasync import RedisBus
 
 try:
     import redis.asyncio as redis_asyncio

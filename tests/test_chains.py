@@ -3,56 +3,19 @@
 from __future__ import annotations
 
 import gc
-import struct
 import warnings
-import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
+from _shared import png, simulated
 
 import mjasync
 from mjasync._chains import check_modal_inputs
-from mjasync.simulator import Simulator
 
-# first_poll: the 0.5 s default exists to skip a pointless immediate poll on real servers.
-FAST_POLL = mjasync.PollPolicy(
-    interval=0.005, max_interval=0.02, first_poll=0.005, max_requests_per_second=1000
-)
 ACTION = "POST /mj/submit/action"
 MODAL = "POST /mj/submit/modal"
-
-
-def mask_png() -> bytes:
-    """A tiny valid PNG to use as a Vary (Region) mask."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", 2, 2, 8, 0, 0, 0, 0)
-    raw = b"\x00\xff\x00" * 2
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(raw))
-        + chunk(b"IEND", b"")
-    )
-
-
-@asynccontextmanager
-async def simulated(
-    dialect: str = "plus", **config: Any
-) -> AsyncIterator[tuple[Simulator, mjasync.Client]]:
-    """A running simulator and a client pointed at it, both closed afterwards."""
-    async with (
-        Simulator(dialect=dialect, time_scale=0.005, **config) as sim,
-        mjasync.Client(sim.base_url, poll=FAST_POLL) as mj,
-    ):
-        yield sim, mj
 
 
 async def grid_of(mj: mjasync.Client, prompt: str = "a red fox") -> mjasync.Task:
@@ -149,7 +112,9 @@ async def test_vary_region_with_mask() -> None:
     async with simulated() as (sim, mj):
         image = await upscaled(mj)
         sim.reset_counters()
-        varied = await mj.run_action(image, "vary_region", prompt="a blue fox", mask=mask_png())
+        varied = await mj.run_action(
+            image, "vary_region", prompt="a blue fox", mask=png(2, pixel=b"\xff")
+        )
         assert varied.status == mjasync.TaskStatus.SUCCESS
         assert sim.requests[MODAL] == 1
         assert sim.tasks[varied.id].mask is not None

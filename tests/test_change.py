@@ -18,14 +18,14 @@ from mjasync import (
     ButtonNotFoundError,
     Client,
     InvalidRequestError,
+    Request,
     RequestTimeoutError,
+    Response,
     RouteNotFoundError,
     ServerError,
     TaskNotFoundError,
 )
-from mjasync._serde import decode_task
-from mjasync._transport import Request, Response
-from mjasync.testing import MockTransport, json_response, submit_payload, task_payload
+from mjasync.testing import MockTransport, decode_task, json_response, submit_payload, task_payload
 
 GRID_ID = "1700000000000001"
 NEW_ID = "1700000000000002"

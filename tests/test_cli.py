@@ -8,17 +8,17 @@ import os
 import signal
 import socket
 import sqlite3
-import struct
 import subprocess
 import sys
-import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
 import pytest
-from aiohttp import web
+from _servers import static_server
+from _shared import CLI_FAST as FAST
+from _shared import png, run_cli
 from rich.console import Console
 
 import mjasync
@@ -29,14 +29,14 @@ from mjasync.cli import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
-    _BulkDisplay,
-    _Out,
     build_parser,
     main,
 )
-from mjasync.simulator import Simulator
 
-FAST = ["--poll-interval", "0.01"]
+# Unit tests of the bulk progress display drive it with hand-made events and read what
+# it draws; it has no public face but the CLI's output, so they import it directly.
+from mjasync.cli._display import BulkDisplay, Out
+from mjasync.simulator import Simulator
 
 
 @pytest.fixture(autouse=True)
@@ -44,18 +44,6 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The developer's own MJ_* variables must not leak into these tests."""
     for name in ("MJ_BASE_URL", "MJ_API_KEY", "MJ_AUTH"):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    """A fast simulator on the test's loop; the CLI runs its own loop in a thread."""
-    async with Simulator(dialect="plus", time_scale=0.002, seed=4) as server:
-        yield server
-
-
-async def run_cli(*argv: str) -> int:
-    """``main(argv)`` in a worker thread, so the simulator keeps serving meanwhile."""
-    return await anyio.to_thread.run_sync(main, list(argv))
 
 
 def test_help_documents_exit_codes_and_environment(capsys: pytest.CaptureFixture[str]) -> None:
@@ -200,6 +188,7 @@ async def test_demo_runs_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert len(report["files"]) == 6 + 4 + 4 + 2 + 2
 
 
+@pytest.mark.slow
 def test_python_dash_m_and_version() -> None:
     """``python -m mjasync --version`` prints ``mjasync X.Y.Z``, like the console script."""
     result = subprocess.run(
@@ -209,12 +198,14 @@ def test_python_dash_m_and_version() -> None:
     assert result.stdout.decode().strip() == f"mjasync {mjasync.__version__}"
 
 
+@pytest.mark.slow
 async def test_ctrl_c_exits_130_and_leaves_the_journal_consistent(
     tmp_path: Path,
 ) -> None:
     """SIGINT mid-batch: exit 130, the run is recorded as interrupted, a rerun finishes."""
-    # Slow enough (a task takes ~1 s) that the batch cannot finish before the signal lands.
-    async with Simulator(dialect="plus", time_scale=0.2, seed=9) as sim:
+    # Slow enough (a task takes ~0.25 s, the signal lands within ~0.05 s of the first
+    # accepted submit) that the batch cannot finish first; fast enough for the rerun.
+    async with Simulator(dialect="plus", time_scale=0.05, seed=9) as sim:
         jobs = tmp_path / "jobs.txt"
         jobs.write_text("".join(f"a heron {n}\n" for n in range(6)))
         journal = tmp_path / "j.sqlite3"
@@ -274,21 +265,6 @@ def test_simulator_on_a_busy_port_is_one_line_and_exit_2(
     assert "Traceback" not in err
 
 
-def _png(size: int = 2) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", size, size, 8, 0, 0, 0, 0)
-    rows = b"".join(b"\x00" + b"\xff" * size for _ in range(size))
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
-
-
 async def test_a_wait_that_times_out_is_exit_1_in_one_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -308,21 +284,8 @@ async def test_a_wait_that_times_out_is_exit_1_in_one_line(
 @pytest.fixture
 async def failing_server() -> AsyncIterator[str]:
     """A server that answers every request with a 500."""
-
-    async def fail(request: web.Request) -> web.Response:
-        return web.Response(status=500, text="internal error")
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", fail)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with static_server(500, "internal error") as log:
+        yield log[0]
 
 
 async def test_a_failing_server_during_a_wait_is_one_line_exit_3_and_no_poller_warning(
@@ -380,7 +343,7 @@ async def test_action_takes_a_mask_and_errors_name_the_flags(
     assert sim.requests["POST /mj/submit/action"] == 1  # only the U1 above
 
     mask = tmp_path / "mask.png"
-    mask.write_bytes(_png())
+    mask.write_bytes(png(2, pixel=b"\xff"))
     code = await run_cli("action", upscale, "vary_region", "--mask", str(mask), *common)
     assert code == EXIT_OK
     assert json.loads(capsys.readouterr().out)["task"]["status"] == "SUCCESS"
@@ -449,7 +412,7 @@ async def test_a_bad_jobs_file_is_refused_whole_listing_every_line(
 def test_the_plain_display_prints_a_heartbeat_of_what_it_waits_on() -> None:
     """Without a terminal, a quiet wait still prints what is pending, and why."""
     err = io.StringIO()
-    display = _BulkDisplay(_Out(False, io.StringIO(), err), 3, heartbeat=0.0)
+    display = BulkDisplay(Out(False, io.StringIO(), err), 3, heartbeat=0.0)
     fox, owl = Job(key="fox", prompt="a fox", line=1), Job(key="owl", prompt="an owl", line=2)
     display.tick()
     assert err.getvalue() == ""  # nothing pending: nothing to say
@@ -475,8 +438,8 @@ def test_the_live_display_fits_a_short_terminal_with_its_status_line_on_top() ->
     """Eight task rows in a six-line terminal: status, jobs bar, what fits, and a count."""
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, height=6, width=100)
-    out = _Out(False, io.StringIO(), io.StringIO())
-    with _BulkDisplay(out, 8, console=console) as display:
+    out = Out(False, io.StringIO(), io.StringIO())
+    with BulkDisplay(out, 8, console=console) as display:
         for number in range(8):
             job = Job(key=f"job{number}", prompt="p")
             display(BulkEvent("task_submitted", job, "imagine", message=str(number)))

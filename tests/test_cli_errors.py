@@ -9,15 +9,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import anyio.to_thread
 import pytest
 from _servers import WEB_PAGE, closed_port, static_server
+from _shared import CLI_FAST as FAST
+from _shared import run_cli
 
-from mjasync.cli import EXIT_API, EXIT_OK, main
+from mjasync.cli import EXIT_API, EXIT_OK
 from mjasync.simulator import Simulator
 
 KEY = "sk-secret-4711"
-FAST = ["--poll-interval", "0.01"]
 
 
 @pytest.fixture(autouse=True)
@@ -25,11 +25,6 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The developer's own MJ_* variables must not leak into these tests."""
     for name in ("MJ_BASE_URL", "MJ_API_KEY", "MJ_AUTH"):
         monkeypatch.delenv(name, raising=False)
-
-
-async def run_cli(*argv: str) -> int:
-    """``main(argv)`` in a worker thread, so in-process servers keep serving meanwhile."""
-    return await anyio.to_thread.run_sync(main, list(argv))
 
 
 # -- #9.3: authentication ------------------------------------------------------------------

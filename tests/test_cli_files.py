@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import anyio.to_thread
 import pytest
+from _shared import CLI_FAST as FAST
+from _shared import run_cli
 
 import mjasync
-from mjasync.cli import DEMO_DIALECTS, EXIT_OK, build_parser, main
+from mjasync.cli import DEMO_DIALECTS, EXIT_OK, build_parser
 from mjasync.simulator import DIALECTS, Simulator
-
-FAST = ["--poll-interval", "0.01"]
 
 
 @pytest.fixture(autouse=True)
@@ -21,18 +19,6 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The developer's own MJ_* variables must not leak into these tests."""
     for name in ("MJ_BASE_URL", "MJ_API_KEY", "MJ_AUTH"):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    """A fast simulator on the test's loop; the CLI runs its own loop in a thread."""
-    async with Simulator(dialect="plus", time_scale=0.002, seed=8) as server:
-        yield server
-
-
-async def run_cli(*argv: str) -> int:
-    """``main(argv)`` in a worker thread, so the simulator keeps serving meanwhile."""
-    return await anyio.to_thread.run_sync(main, list(argv))
 
 
 async def test_imagine_action_and_download_name_files_label_then_task_id(

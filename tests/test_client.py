@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _shared import QUICK_RETRY as FAST
 
 import mjasync
 from mjasync import (
@@ -24,22 +25,21 @@ from mjasync import (
     PollPolicy,
     QueueFullError,
     RateLimitError,
+    Request,
     RequestTimeoutError,
+    Response,
     RetryPolicy,
     ServerError,
     SubmitRejectedError,
     TransportError,
 )
-from mjasync._serde import decode_task
-from mjasync._transport import Request, Response
-from mjasync.testing import MockTransport, json_response, submit_payload, task_payload
+from mjasync.testing import MockTransport, decode_task, json_response, submit_payload, task_payload
 
 PAYLOADS = Path(__file__).parent / "payloads"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(32)
 JPEG = b"\xff\xd8\xff\xe0" + bytes(32)
 GIF = b"GIF89a" + bytes(32)
 WEBP = b"RIFF\x00\x00\x00\x00WEBPVP8 " + bytes(32)
-FAST = RetryPolicy(attempts=3, backoff=0.001, max_backoff=0.002)
 
 
 def uri(data: bytes, mime: str) -> str:

@@ -17,8 +17,8 @@ import pytest
 from _fakeproxy import FakeProxy
 
 import mjasync
-from mjasync._policy import backoff
-from mjasync._transport import Request, Response, same_origin
+from mjasync import Request, Response, backoff
+from mjasync._transport import same_origin
 from mjasync.simulator import Simulator
 from mjasync.testing import MockTransport, VirtualClock, json_response, task_payload
 

@@ -16,11 +16,11 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
+from _shared import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mjasync import DecodeError, Task
-from mjasync._models import Button
+from mjasync import Button, DecodeError, Task
 from mjasync._serde import (
     _ACTIONS,
     _STATUSES,
@@ -233,7 +233,7 @@ tasks = st.builds(
 )
 
 
-@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(1500), suppress_health_check=[HealthCheck.too_slow])
 @given(tasks)
 def test_fast_decoder_matches_the_reference(data: dict[str, Any]) -> None:
     """Any task-shaped object decodes exactly as the plain decoder did."""
@@ -241,7 +241,7 @@ def test_fast_decoder_matches_the_reference(data: dict[str, Any]) -> None:
     assert_same(data)
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), suppress_health_check=[HealthCheck.too_slow])
 @given(tasks)
 def test_fast_decoder_matches_the_reference_on_other_mappings(data: dict[str, Any]) -> None:
     """A framework's read-only mapping decodes the same (raw becomes a dict copy)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from _shared import FAST_POLL
 
 import mjasync
 import mjasync.bulk
@@ -24,7 +25,6 @@ from mjasync.simulator import Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-FAST_POLL = mjasync.PollPolicy(interval=0.005, max_interval=0.02, first_poll=0.005)
 
 
 @pytest.mark.parametrize(

@@ -8,13 +8,13 @@ import os
 import pickle
 import stat
 import struct
-import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import anyio
 import pytest
+from _shared import png
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -27,19 +27,7 @@ FAST_RETRY = mjasync.RetryPolicy(attempts=3, backoff=0.001, max_backoff=0.005)
 
 def make_png(seed: int = 1, size: int = 8) -> bytes:
     """A small valid PNG whose colour derives from *seed*."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    row = b"\x00" + bytes([seed % 256, 40, 200]) * size
-    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(row * size))
-        + chunk(b"IEND", b"")
-    )
+    return png(size, pixel=bytes([seed % 256, 40, 200]))
 
 
 PNG = make_png()

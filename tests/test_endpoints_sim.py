@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import attrs
 import pytest
+from _shared import AUTH, FAST_POLL, KEY, png
+from _shared import QUICK_RETRY as RETRY
+from _shared import simulated as shared_simulated
 
 import mjasync
 from mjasync import (
     AuthenticationError,
     ModalRequiredError,
-    PollPolicy,
     RateLimitError,
     RetryPolicy,
     RouteNotFoundError,
@@ -28,57 +29,12 @@ from mjasync import (
 )
 from mjasync.simulator import Simulator
 
-KEY = "sim-key"
-AUTH = {
-    "plus": "mj-api-secret",
-    "oss": "mj-api-secret",
-    "trueai": "authorization",
-    "newapi": "bearer",
-}
 ALL = ("plus", "trueai", "newapi", "oss")
 NOT_OSS = ("plus", "trueai", "newapi")
-POLL = PollPolicy(interval=0.01, max_interval=0.02, first_poll=0.0, not_found_grace=0.05)
-RETRY = RetryPolicy(attempts=3, backoff=0.001, max_backoff=0.002)
+POLL = attrs.evolve(FAST_POLL, first_poll=0.0, not_found_grace=0.05)
+# A fast simulator of a dialect and a client speaking its auth style.
+simulated = functools.partial(shared_simulated, api_key=KEY, poll=POLL, retry=RETRY)
 WAIT = 10.0
-
-
-def png(width: int = 8, height: int = 8, shade: int = 0) -> bytes:
-    """A valid grey PNG, so servers that decode images accept it."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data))
-            + kind
-            + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-        )
-
-    rows = b"".join(b"\x00" + bytes([shade]) * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
-
-
-@asynccontextmanager
-async def simulated(
-    dialect: str, *, retry: RetryPolicy = RETRY, **config: Any
-) -> AsyncIterator[tuple[Simulator, mjasync.Client]]:
-    """A fast simulator of *dialect* and a client speaking its auth style."""
-    async with (
-        Simulator(dialect=dialect, api_key=KEY, time_scale=0.005, **config) as sim,
-        mjasync.Client(
-            sim.base_url,
-            KEY,
-            auth=AUTH[dialect],  # type: ignore[arg-type]
-            poll=POLL,
-            retry=retry,
-        ) as mj,
-    ):
-        yield sim, mj
 
 
 def per_dialect(present: tuple[str, ...]) -> list[Any]:
@@ -144,7 +100,9 @@ async def test_imagine_with_reference_image(dialect: str) -> None:
 async def test_blend(dialect: str) -> None:
     """blend of two images with dimensions runs to SUCCESS."""
     async with simulated(dialect) as (_, mj):
-        submission = await mj.blend([png(shade=0), png(shade=255)], dimensions="LANDSCAPE")
+        submission = await mj.blend(
+            [png(pixel=b"\x00"), png(pixel=b"\xff")], dimensions="LANDSCAPE"
+        )
         task = await mj.await_task(submission, timeout=WAIT)
 
     assert task.status is TaskStatus.SUCCESS
@@ -220,7 +178,7 @@ async def test_vary_region_modal_flow(dialect: str) -> None:
         with pytest.raises(ModalRequiredError) as info:
             await mj.await_task(opened, timeout=WAIT)
         assert info.value.task.status is TaskStatus.MODAL
-        confirmed = await mj.modal(opened, prompt="a red door", mask=png(shade=255))
+        confirmed = await mj.modal(opened, prompt="a red door", mask=png(pixel=b"\xff"))
         task = await mj.await_task(confirmed, timeout=WAIT)
 
     if dialect != "newapi":
@@ -232,7 +190,7 @@ async def test_vary_region_modal_flow(dialect: str) -> None:
 async def test_upload_returns_urls(dialect: str, present: bool) -> None:
     """upload returns one URL per image where the dialect has the route."""
     async with simulated(dialect) as (_, mj):
-        urls = await expect_route(present, lambda: mj.upload([png(), png(shade=9)]))
+        urls = await expect_route(present, lambda: mj.upload([png(), png(pixel=b"\x09")]))
 
     if present:
         assert len(urls) == 2
@@ -243,7 +201,7 @@ async def test_upload_returns_urls(dialect: str, present: bool) -> None:
 async def test_swap_face(dialect: str, present: bool) -> None:
     """swap_face runs to SUCCESS where the dialect has /insight-face/swap."""
     async with simulated(dialect) as (_, mj):
-        submission = await expect_route(present, lambda: mj.swap_face(png(), png(shade=200)))
+        submission = await expect_route(present, lambda: mj.swap_face(png(), png(pixel=b"\xc8")))
         if submission is not None:
             task = await mj.await_task(submission, timeout=WAIT)
             assert task.status is TaskStatus.SUCCESS

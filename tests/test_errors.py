@@ -25,7 +25,9 @@ from mjasync import (
     NotFoundError,
     QueueFullError,
     RateLimitError,
+    Request,
     RequestTimeoutError,
+    Response,
     RetryPolicy,
     RouteNotFoundError,
     ServerError,
@@ -39,8 +41,7 @@ from mjasync import (
     TaskTimeoutError,
     TransportError,
 )
-from mjasync._transport import Request, Response
-from mjasync.testing import MockTransport, json_response, task_payload
+from mjasync.testing import MockTransport, decode_task, json_response, task_payload
 
 SECRET = "sk-SECRET-123"
 
@@ -121,9 +122,7 @@ def test_exceptions_report_module_mjasync(name: str) -> None:
 
 def snapshot(status: str = "FAILURE", **extra: Any) -> Task:
     """A decoded task snapshot for TaskError payloads."""
-    return mjasync._serde.decode_task(
-        task_payload("1700000000000009", status, failReason="任务超时", **extra)
-    )
+    return decode_task(task_payload("1700000000000009", status, failReason="任务超时", **extra))
 
 
 def all_instances() -> list[MJError]:
@@ -200,6 +199,54 @@ def test_exception_specific_properties_survive_pickling() -> None:
     assert timeout.task_id == "42"
     assert timeout.last is not None
     assert timeout.last.status is TaskStatus.IN_PROGRESS
+
+
+def test_a_connect_errors_reason_and_host_survive_pickling() -> None:
+    """The transport's structured cause travels with the error (to a worker, a log)."""
+    error = ConnectError("could not connect", reason="connection timed out", host="h:8080")
+    clone = pickle.loads(pickle.dumps(error))  # noqa: S301 (our own objects)
+
+    assert (clone.reason, clone.host, str(clone)) == ("connection timed out", "h:8080", str(error))
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "refused_by", "reads_auth"),
+    [
+        (401, None, "novicezk's midjourney-proxy", ("mj-api-secret",)),
+        (
+            401,
+            "Authorization header missing.",
+            "trueai answers",
+            ("authorization", "mj-api-secret"),
+        ),
+        (
+            401,
+            {"error": {"message": "无效的令牌", "type": "new_api_error"}},
+            "new-api's refusal",
+            ("bearer", "authorization", "mj-api-secret"),
+        ),
+        (403, {"code": 403, "description": "forbidden"}, "", ()),
+    ],
+    ids=["novicezk", "trueai", "newapi", "unknown"],
+)
+def test_an_authentication_error_names_the_server_its_shape_points_to(
+    status: int, body: object, refused_by: str, reads_auth: tuple[str, ...]
+) -> None:
+    """refused_by and reads_auth come from the refusal's status and body, for any caller."""
+    error = AuthenticationError("denied", status=status, body=body, auth_style="bearer")
+
+    assert refused_by in error.refused_by
+    assert bool(error.refused_by) is bool(refused_by)
+    assert error.reads_auth == reads_auth
+
+
+def test_description_en_adds_english_to_a_chinese_server_text() -> None:
+    """description_en is the description as messages show it; None without one."""
+    assert QueueFullError("q", description="队列已满").description_en == (
+        "队列已满 (the queue is full; try again later)"
+    )
+    assert APIError("x", description="plain text").description_en == "plain text"
+    assert APIError("x").description_en is None
 
 
 def test_task_errors_have_useful_default_messages() -> None:

@@ -11,13 +11,13 @@ from types import ModuleType
 
 import httpx
 import pytest
+from _shared import FAST_POLL
 from aiohttp.test_utils import TestClient, TestServer
 
 import mjasync
 from mjasync.simulator import Simulator
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-FAST_POLL = mjasync.PollPolicy(interval=0.01, max_interval=0.02, first_poll=0.005)
 PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 

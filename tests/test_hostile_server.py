@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
+from _shared import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -236,8 +237,7 @@ def build_answer(status: bytes, headers: list[str], body: bytes) -> Answer:
 
 
 @settings(
-    max_examples=25,
-    deadline=None,
+    max_examples=examples(25),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(

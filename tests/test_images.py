@@ -10,8 +10,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 import mjasync
-from mjasync import InvalidRequestError, RetryPolicy
-from mjasync._images import sniff_mime, to_data_uri
+from mjasync import InvalidRequestError, RetryPolicy, sniff_mime
+from mjasync._images import to_data_uri
 from mjasync.testing import submit_payload
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(24)

@@ -10,13 +10,10 @@ from typing import Any
 
 import anyio
 import pytest
+from _shared import FAST_POLL
 
 import mjasync
 from mjasync.simulator import Simulator
-
-FAST_POLL = mjasync.PollPolicy(
-    interval=0.005, max_interval=0.02, first_poll=0.005, max_requests_per_second=1000
-)
 
 
 async def leaks_after(owner: Callable[[], Awaitable[None]]) -> tuple[list[str], list[Any]]:

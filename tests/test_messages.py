@@ -11,23 +11,23 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from _shared import QUICK_RETRY as FAST
 
 import mjasync
 from mjasync import (
     AuthenticationError,
     Client,
     InvalidRequestError,
+    Request,
+    Response,
     RetryPolicy,
     RouteNotFoundError,
     SubmitRejectedError,
     TaskNotFoundError,
 )
-from mjasync._serde import decode_task
-from mjasync._transport import Request, Response
-from mjasync.testing import MockTransport, json_response, submit_payload, task_payload
+from mjasync.testing import MockTransport, decode_task, json_response, submit_payload, task_payload
 
 KEY = "sk-wire-test-0123456789"
-FAST = RetryPolicy(attempts=3, backoff=0.001, max_backoff=0.002)
 PARENT = "1700000000000042"
 
 

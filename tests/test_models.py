@@ -19,7 +19,7 @@ from mjasync import (
     Task,
     TaskStatus,
 )
-from mjasync._serde import decode_task
+from mjasync.testing import decode_task
 
 PAYLOADS = Path(__file__).parent / "payloads"
 H = "0ddb91a0-af46-4ae9-8e8e-c271074eb6e6"

@@ -10,18 +10,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import anyio
 import anyio.lowlevel
+import attrs
 import pytest
 from _fakeproxy import FakeProxy
-from aiohttp import web
+from _servers import webhook_site
+from _shared import FAST_POLL
+from _shared import NO_POLL as SLOW
 
 import mjasync
 from mjasync import _notify
@@ -29,9 +31,8 @@ from mjasync._bus import OnMessage
 from mjasync.simulator import Simulator
 from mjasync.testing import task_payload
 
-# Polling so slow that only a notification can finish a wait inside a test.
-SLOW = mjasync.PollPolicy(interval=30, max_interval=30, first_poll=30, webhook_interval=30)
-FAST = mjasync.PollPolicy(interval=0.01, max_interval=0.02, first_poll=0.005, webhook_interval=0.01)
+# NO_POLL: polling so slow that only a notification can finish a wait inside a test.
+FAST = attrs.evolve(FAST_POLL, webhook_interval=0.01)
 HOOK = "http://127.0.0.1:9/mj-hook"
 
 
@@ -108,21 +109,9 @@ async def test_a_wrong_token_warns_once_per_client_naming_neither_token(
     assert "other-t0ken" not in caplog.text
 
 
-@asynccontextmanager
-async def webhook_server(mj: mjasync.Client) -> AsyncIterator[str]:
+def webhook_server(mj: mjasync.Client) -> AbstractAsyncContextManager[str]:
     """A real aiohttp app on 127.0.0.1 serving ``mj.webhook_handler``; yields its URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    app = web.Application()
-    app.router.add_post("/mj-hook", mj.webhook_handler)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    try:
-        await web.SockSite(runner, sock).start()
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/mj-hook"
-    finally:
-        await runner.cleanup()
-        sock.close()
+    return webhook_site(lambda _url: mj.webhook_handler)
 
 
 async def test_the_aiohttp_handler_warns_once_about_a_wrong_token(

@@ -95,6 +95,7 @@ async def test_running_out_of_pool_wait_is_a_connect_error_and_nothing_was_sent(
 
     assert "pool_timeout" in str(info.value)
     assert "nothing was sent" in str(info.value)
+    assert info.value.reason == "no free connection"  # this process's pool, not the server
     assert mjasync.delivery_of(info.value) is mjasync.Delivery.NOT_SENT
     assert received == {}
 

@@ -25,6 +25,8 @@ from mjasync import (
     Client,
     MJError,
     QueueFullError,
+    Request,
+    Response,
     RetryPolicy,
     SubmitRejectedError,
     Task,
@@ -32,7 +34,6 @@ from mjasync import (
     TaskFailedError,
     TaskStatus,
 )
-from mjasync._transport import Request, Response
 from mjasync.testing import MockTransport
 
 REAL = Path(__file__).parent / "payloads" / "real"

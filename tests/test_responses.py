@@ -19,6 +19,7 @@ from mjasync import (
     NotFoundError,
     QueueFullError,
     RateLimitError,
+    Response,
     RetryPolicy,
     RouteNotFoundError,
     ServerError,
@@ -26,7 +27,6 @@ from mjasync import (
     TaskNotFoundError,
 )
 from mjasync._responses import read_body, submission_or_raise
-from mjasync._transport import Response
 from mjasync.testing import MockTransport
 
 PAYLOADS = Path(__file__).parent / "payloads"

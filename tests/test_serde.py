@@ -9,10 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _shared import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mjasync import AccountFilter, DecodeError, MJError, Submission, Task, TaskAction, TaskStatus
+from mjasync import (
+    AccountFilter,
+    DecodeError,
+    MJError,
+    Response,
+    Submission,
+    Task,
+    TaskAction,
+    TaskStatus,
+)
 from mjasync._responses import read_body, submission_or_raise
 from mjasync._serde import (
     decode_json,
@@ -23,7 +33,6 @@ from mjasync._serde import (
     parse_progress,
     parse_time,
 )
-from mjasync._transport import Response
 
 PAYLOADS = Path(__file__).parent / "payloads"
 
@@ -611,21 +620,21 @@ def assert_model_or_mjerror(decode: Any, data: object, model: type) -> None:
         assert isinstance(result, model)
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), suppress_health_check=[HealthCheck.too_slow])
 @given(json_anything)
 def test_decode_task_never_raises_anything_but_mjerror(data: object) -> None:
     """decode_task on arbitrary JSON returns a Task or raises an MJError."""
     assert_model_or_mjerror(decode_task, data, Task)
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), suppress_health_check=[HealthCheck.too_slow])
 @given(json_anything)
 def test_decode_tasks_never_raises_anything_but_mjerror(data: object) -> None:
     """decode_tasks on arbitrary JSON returns a list of Tasks or raises an MJError."""
     assert_model_or_mjerror(decode_tasks, data, list)
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), suppress_health_check=[HealthCheck.too_slow])
 @given(json_anything)
 def test_decode_submission_never_raises_anything_but_mjerror(data: object) -> None:
     """decode_submission on arbitrary JSON returns a Submission or raises an MJError."""
@@ -638,7 +647,7 @@ def test_decode_submission_never_raises_anything_but_mjerror(data: object) -> No
     assert_model_or_mjerror(decode, data, Submission)
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(st.binary(max_size=200) | json_anything.map(lambda v: json.dumps(v).encode()))
 def test_decode_json_never_raises_anything_but_mjerror(content: bytes) -> None:
     """decode_json on arbitrary bytes returns a value or raises an MJError."""
@@ -655,7 +664,7 @@ bodies = (
 retry_after = st.none() | st.text(max_size=30) | st.sampled_from(["5", "1e400", "-1", "nan"])
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 @given(status=status_codes | st.integers(100, 599), content=bodies, retry=retry_after)
 def test_response_mapper_never_raises_anything_but_mjerror(
     status: int, content: bytes, retry: str | None

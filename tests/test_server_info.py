@@ -6,22 +6,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
+from _shared import FAST_POLL as SHARED_FAST_POLL
 
-import mjasync
-from mjasync import AccountFilter, Client
-from mjasync._transport import Request, Response
+from mjasync import AccountFilter, Client, Request, Response
 from mjasync.simulator import Simulator
 from mjasync.testing import MockTransport, json_response, submit_payload, task_payload
 
 # webhook_interval: once a notification arrived, polling is only a safety net.
-FAST_POLL = mjasync.PollPolicy(
-    interval=0.005,
-    max_interval=0.02,
-    first_poll=0.005,
-    max_requests_per_second=1000,
-    webhook_interval=0.02,
-)
+FAST_POLL = attrs.evolve(SHARED_FAST_POLL, webhook_interval=0.02)
 
 # What each dialect's routes are, as the probes find them (new-api answers a GET on its
 # POST routes with its web page, which says nothing about the route).

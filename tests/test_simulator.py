@@ -9,19 +9,19 @@ import re
 import struct
 import sys
 import zlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
+from _shared import PNG_URI, PNG_URI_2, SIM_FAST
+from _shared import sim_reaches as wait_for
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from mjasync.simulator import Faults, Simulator, SimulatorConfig, create_app, get_state
 
-FAST = {"time_scale": 0.001, "seed_delay": 1.0}
-PNG_URI = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
-PNG_URI_2 = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\nother").decode()
+FAST = {**SIM_FAST, "seed_delay": 1.0}
 
 
 @pytest.fixture
@@ -51,16 +51,6 @@ async def post(
 async def get(http: aiohttp.ClientSession, sim: Simulator, path: str, **kw: Any) -> tuple[int, Any]:
     async with http.get(sim.base_url + path, **kw) as resp:
         return resp.status, _decode(await resp.text())
-
-
-async def wait_for(sim: Simulator, task_id: str, statuses: Iterable[str]) -> None:
-    """Wait on the server-side state (cheap) until the task reaches one of ``statuses``."""
-    wanted = set(statuses)
-    for _ in range(5000):
-        if sim.tasks[task_id].status in wanted:
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError(f"{task_id} stuck in {sim.tasks[task_id].status}")
 
 
 async def imagine(http: aiohttp.ClientSession, sim: Simulator, prompt: str = "a red fox") -> str:

@@ -72,3 +72,13 @@ def test_mjasync_simulator_help_is_the_same_help(capsys: pytest.CaptureFixture[s
     theirs = build_parser().format_help()
     assert ours.startswith("usage: mjasync simulator")
     assert ours.split("\nServe", 1)[1] == theirs.split("\nServe", 1)[1]
+
+
+def test_serve_names_the_command_it_runs_under(capsys: pytest.CaptureFixture[str]) -> None:
+    """``mjasync.simulator.serve(argv, prog=)``: usage errors and help say that name."""
+    from mjasync.simulator import serve as public_serve
+
+    with pytest.raises(SystemExit) as done:
+        public_serve(["--no-such-flag"], prog="my-sim")
+    assert done.value.code == 2
+    assert capsys.readouterr().err.startswith("usage: my-sim")

@@ -10,18 +10,18 @@ import asyncio
 import base64
 import json
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
+from _shared import PNG_URI, PNG_URI_2
+from _shared import SIM_FAST as FAST
+from _shared import sim_reaches as wait_for
 
 from mjasync.simulator import Simulator
 from mjasync.simulator.__main__ import build_parser, config_from_args
 
-FAST = {"time_scale": 0.001}
-PNG_URI = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
-PNG_URI_2 = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\nother").decode()
 IMAGE_URL = "https://example.com/cat.png"
 
 
@@ -68,16 +68,6 @@ async def post(http: aiohttp.ClientSession, sim: Simulator, path: str, body: Any
     answer = await call(http, sim, "POST", path, body, **kw)
     assert answer.status == 200, (answer.status, answer.text)
     return answer.json
-
-
-async def wait_for(sim: Simulator, task_id: str, statuses: Iterable[str]) -> None:
-    """Wait on the server-side state until the task reaches one of ``statuses``."""
-    wanted = set(statuses)
-    for _ in range(5000):
-        if sim.tasks[task_id].status in wanted:
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError(f"{task_id} stuck in {sim.tasks[task_id].status}")
 
 
 async def finished_grid(

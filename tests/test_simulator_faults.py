@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
+from _shared import SIM_FAST as FAST
+from _shared import sim_reaches as _until
 
 from mjasync.simulator import Faults, Simulator, SimulatorConfig
 
-FAST = {"time_scale": 0.001}
 PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
@@ -39,15 +40,6 @@ async def _imagine(http: aiohttp.ClientSession, sim: Simulator, **body: Any) -> 
         answer = await response.json()
     assert answer["code"] in (1, 22), answer
     return str(answer["result"])
-
-
-async def _until(sim: Simulator, task_id: str, statuses: Iterable[str]) -> None:
-    wanted = set(statuses)
-    for _ in range(5000):
-        if sim.tasks[task_id].status in wanted:
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError(f"{task_id} stuck in {sim.tasks[task_id].status}")
 
 
 async def _finished_image(http: aiohttp.ClientSession, sim: Simulator) -> str:

@@ -10,13 +10,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+from _shared import SIM_FAST as FAST
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from mjasync.simulator import MIDJOURNEY_PROGRESS, Simulator, SimulatorConfig
 from mjasync.simulator.__main__ import build_parser, config_from_args
-
-FAST: dict[str, Any] = {"time_scale": 0.001}
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import gc
 
 import aiohttp
 import pytest
+from _shared import ONE_TRY
 from aiohttp import web
 from aiohttp.test_utils import RawTestServer, TestServer
 
@@ -14,14 +15,12 @@ import mjasync
 from mjasync import (
     AiohttpTransport,
     ConnectError,
+    Request,
     RequestTimeoutError,
     RetryPolicy,
     TransportError,
 )
-from mjasync._transport import Request
 from mjasync.testing import submit_payload, task_payload
-
-ONE_TRY = RetryPolicy(attempts=1)
 
 
 def proxy_app(seen: list[web.Request]) -> web.Application:
@@ -131,6 +130,48 @@ async def test_connection_refused_is_connect_error(free_tcp_port: int) -> None:
 
     assert isinstance(info.value, ConnectionError)
     assert mj.requests_sent == 1
+
+
+async def test_a_connect_error_says_why_and_which_host(free_tcp_port: int) -> None:
+    """The transport names the cause and the host as attributes, not only in the text."""
+    url = f"http://127.0.0.1:{free_tcp_port}/"
+    async with mjasync.Client(url, "k", retry=ONE_TRY) as mj:
+        with pytest.raises(ConnectError) as info:
+            await mj.fetch("1")
+
+    assert (info.value.reason, info.value.host) == (
+        "connection refused",
+        f"127.0.0.1:{free_tcp_port}",
+    )
+
+
+@pytest.mark.parametrize(
+    ("message", "reason", "host"),
+    [
+        (
+            "POST http://h:9/mj/submit/imagine: could not connect (ClientConnectorError: "
+            "Cannot connect to host h:9 ssl:default [Connect call failed]); nothing was sent",
+            "connection refused",
+            "h:9",
+        ),
+        (
+            "GET http://h/mj/x: no free connection within 60s (pool_timeout)",
+            "no free connection",
+            "h",
+        ),
+        ("refused", "connection refused", None),
+        ("something else", "could not connect", None),
+    ],
+    ids=["aiohttp-text", "pool", "bare", "unknown"],
+)
+def test_a_connect_error_built_from_a_message_reads_it(
+    message: str, reason: str, host: str | None
+) -> None:
+    """A custom transport's ConnectError(message) gets its reason and host from the text."""
+    error = ConnectError(message)
+    assert (error.reason, error.host) == (reason, host)
+    explicit = ConnectError(message, reason="network unreachable", host="elsewhere:1")
+    assert (explicit.reason, explicit.host) == ("network unreachable", "elsewhere:1")
 
 
 async def test_connection_refused_submit_is_retried(free_tcp_port: int) -> None:

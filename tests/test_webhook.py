@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -16,14 +15,14 @@ import aiohttp
 import anyio
 import pytest
 from _fakeproxy import FakeProxy
-from aiohttp import web
+from _servers import webhook_site
+from _shared import NO_POLL as SLOW
 
 import mjasync
 from mjasync.simulator import Faults, Simulator
 from mjasync.testing import task_payload
 
 # Polling so slow that only a notification can finish a wait inside a test.
-SLOW = mjasync.PollPolicy(interval=30, max_interval=30, first_poll=30, webhook_interval=30)
 HOOK = "http://127.0.0.1:9/mj-hook"
 
 
@@ -40,21 +39,14 @@ def body(task_id: str, status: str, progress: str | None = None) -> bytes:
 @asynccontextmanager
 async def hook_server(make_client: Callable[[str], mjasync.Client]) -> AsyncIterator[Any]:
     """A real aiohttp app on 127.0.0.1 with ``mj.webhook_handler`` mounted at /mj-hook."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}/mj-hook"
-    mj = make_client(url)
-    app = web.Application()
-    app.router.add_post("/mj-hook", mj.webhook_handler)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    try:
-        await web.SockSite(runner, sock).start()
-        async with mj:
-            yield mj, url
-    finally:
-        await runner.cleanup()
-        sock.close()
+    clients: list[mjasync.Client] = []
+
+    def mount(url: str) -> Any:
+        clients.append(make_client(url))
+        return clients[0].webhook_handler
+
+    async with webhook_site(mount) as url, clients[0] as mj:
+        yield mj, url
 
 
 # -- the token ---------------------------------------------------------------------------

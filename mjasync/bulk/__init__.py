@@ -18,16 +18,18 @@ in flight are waited on again, and no submit is sent twice unless the journal pr
 the first never reached the server.
 """
 
+from ._events import BulkEvent, BulkReport, EventKind
 from ._input import GRID_BUTTONS, InputError, Job, check_jobs, load_jobs, parse_actions, parse_jobs
 from ._journal import Journal, JournalError
 from ._reach import UnreachableError
-from ._runner import BulkEvent, BulkReport, BulkRunner, run_bulk
+from ._runner import BulkRunner, run_bulk
 
 __all__ = [
     "GRID_BUTTONS",
     "BulkEvent",
     "BulkReport",
     "BulkRunner",
+    "EventKind",
     "InputError",
     "Job",
     "Journal",

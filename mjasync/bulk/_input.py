@@ -15,9 +15,7 @@ from typing import Any
 import anyio.to_thread
 import attrs
 
-from .._errors import InvalidRequestError
-from .._images import DEFAULT_MAX_IMAGE_BYTES, sniff_mime
-from .._models import button_name
+from mjasync import DEFAULT_MAX_IMAGE_BYTES, Button, InvalidRequestError, sniff_mime
 
 __all__ = [
     "GRID_BUTTONS",
@@ -43,7 +41,7 @@ _GRID_CUSTOM_IDS = (
     "MJ::JOB::reroll::0::h::SOLO",
 )
 GRID_BUTTONS: tuple[str, ...] = tuple(
-    name for name in map(button_name, _GRID_CUSTOM_IDS) if name is not None
+    name for name in (Button(custom_id).name for custom_id in _GRID_CUSTOM_IDS) if name
 )
 """The buttons of an imagine grid, as `Button.name` calls them: U1..U4, V1..V4, reroll."""
 

@@ -22,20 +22,25 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar, cast
 
 import anyio
 import attrs
 
-from .._errors import InvalidRequestError
+from mjasync import InvalidRequestError
 
-__all__ = ["JobRecord", "Journal", "JournalError", "StepRecord"]
+__all__ = ["JobRecord", "JobStatus", "Journal", "JournalError", "StepRecord", "StepStatus"]
 
 _T = TypeVar("_T")
 
 SCHEMA_VERSION: Final = 1
 
-# Step statuses. The first five describe the submit, the last two the finished task.
+StepStatus = Literal[
+    "sending", "accepted", "never_sent", "rejected", "unknown", "success", "failed"
+]
+"""Where one step of a job stands: the first five describe its submit, the last two
+its task (see the constants below)."""
+
 SENDING: Final = "sending"  # intent written, request maybe on the wire
 ACCEPTED: Final = "accepted"  # the server answered with a task id
 NEVER_SENT: Final = "never_sent"  # provably no task: connect failure, queue full, 429
@@ -43,6 +48,10 @@ REJECTED: Final = "rejected"  # the server refused for good (banned prompt, bad 
 UNKNOWN: Final = "unknown"  # sent, no usable answer: a task may or may not exist
 SUCCESS: Final = "success"
 FAILED: Final = "failed"
+
+JobStatus = Literal["pending", "done", "failed", "unknown"]
+"""Where a job stands: ``pending`` until it is done, ``failed`` for good (a rerun skips it
+unless told to retry), ``unknown`` when a submit's outcome is."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -95,7 +104,7 @@ class StepRecord:
     """One submit of a job (``imagine`` or a button name) as the journal knows it."""
 
     step: str
-    status: str
+    status: StepStatus
     task_id: str | None = None
     state_tag: str = ""
     attempts: int = 0
@@ -109,7 +118,7 @@ class JobRecord:
     """A job's row and its steps, as read back from the journal."""
 
     key: str
-    status: str
+    status: JobStatus
     error: str | None = None
     steps: dict[str, StepRecord] = attrs.field(factory=dict)
 
@@ -338,7 +347,7 @@ class Journal:
 
         return await self._call(sync)
 
-    async def set_job(self, key: str, status: str, error: str | None = None) -> None:
+    async def set_job(self, key: str, status: JobStatus, error: str | None = None) -> None:
         """Record a job's status (``pending``, ``done``, ``failed``, ``unknown``)."""
 
         def write(conn: sqlite3.Connection) -> None:
@@ -383,7 +392,7 @@ class Journal:
         self,
         key: str,
         step: str,
-        status: str,
+        status: StepStatus,
         *,
         requests: int,
         task_id: str | None = None,
@@ -445,8 +454,9 @@ def _lock(path: Path) -> Any:
 
 
 def _read_jobs(conn: sqlite3.Connection, keys: list[str] | None) -> dict[str, JobRecord]:
+    # The journal writes only these statuses (JobStatus, StepStatus); read them as such.
     records = {
-        key: JobRecord(key=key, status=status, error=error)
+        key: JobRecord(key=key, status=cast("JobStatus", status), error=error)
         for key, status, error in conn.execute("SELECT key, status, error FROM jobs")
     }
     for row in conn.execute(

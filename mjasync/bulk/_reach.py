@@ -10,39 +10,13 @@ network blip). Nothing was sent, so a rerun submits those jobs normally.
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlsplit
 
 import anyio
 
-from .._errors import ConnectError, TransportError
+from mjasync import ConnectError, TransportError
 
-__all__ = ["UnreachableError", "host_of", "unreachable_reason"]
-
-# aiohttp's texts (after the transport's "could not connect (<kind>: <detail>)") on Linux,
-# macOS and Windows; the first pattern that matches names the cause.
-_REASONS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (
-        re.compile(
-            r"DNSError|Name or service not known|name resolution|nodename nor servname"
-            r"|getaddrinfo failed|No address associated|Domain name not found",
-            re.IGNORECASE,
-        ),
-        "host name not found (DNS)",
-    ),
-    # Case matters: every aiohttp connect message says "ssl:default" or "ssl:True".
-    (re.compile(r"Certificate|SSLError|\[SSL"), "TLS handshake failed"),
-    (re.compile(r"ConnectionTimeoutError|timed out|timeout", re.I), "connection timed out"),
-    (
-        re.compile(r"Connect call failed|refused|Errno 111|WinError 10061", re.IGNORECASE),
-        "connection refused",
-    ),
-    (re.compile(r"unreachable|No route to host", re.IGNORECASE), "network unreachable"),
-    (re.compile(r"invalid URL", re.IGNORECASE), "invalid URL"),
-)
-# Waiting for a free pooled connection is this process being busy, not the server gone.
-_LOCAL = re.compile(r"no free connection", re.IGNORECASE)
-_WHERE = re.compile(r"^[A-Z]+ (\S+?):? ")
+__all__ = ["Reach", "UnreachableError", "host_of", "unreachable_reason"]
 
 
 def unreachable_reason(error: BaseException) -> str | None:
@@ -51,30 +25,17 @@ def unreachable_reason(error: BaseException) -> str | None:
     None for everything that is not a `ConnectError`, and for a `ConnectError` that is
     about this process (no free pooled connection in time): that one is congestion here.
     """
-    if not isinstance(error, ConnectError):
+    if not isinstance(error, ConnectError) or error.reason == "no free connection":
         return None
-    text = str(error)
-    if _LOCAL.search(text):
-        return None
-    for pattern, reason in _REASONS:
-        if pattern.search(text):
-            return reason
-    return "could not connect"
+    return error.reason
 
 
-def host_of(url: str) -> str:
-    """``host:port`` of *url* (the whole *url* when it has none)."""
-    try:
-        netloc = urlsplit(url).netloc
-    except ValueError:
-        return url
-    return netloc.rpartition("@")[2] or url
-
-
-def host_in(error: BaseException, default: str) -> str:
-    """The host of the URL an error message starts with (``"POST http://h/mj/...: ..."``)."""
-    match = _WHERE.match(str(error))
-    return host_of(match.group(1)) if match else default
+def host_of(base_url: str, error: BaseException | None = None) -> str:
+    """``host:port`` of the server *error* names (a `ConnectError`'s ``host``), else of
+    the client's *base_url* (checked when the client was built, credentials left out)."""
+    if isinstance(error, ConnectError) and error.host:
+        return error.host
+    return urlsplit(base_url).netloc.rpartition("@")[2] or base_url
 
 
 class UnreachableError(TransportError):
@@ -122,3 +83,25 @@ class Reach:
         if not self.answered or lasted >= self.timeout:
             return lasted
         return None
+
+    def unreachable(self, host: str, reason: str, lasted: float) -> UnreachableError:
+        """The error that stops a run once `give_up` said so (after *lasted* seconds)."""
+        if self.answered:
+            when = f"it answered earlier in this run, then refused every attempt for {lasted:.0f} s"
+        else:
+            when = "it never answered this run"
+        msg = (
+            f"cannot reach {host}: {reason} ({when}); the run stopped. Nothing was sent to "
+            "it, so a rerun submits the remaining jobs normally"
+        )
+        return UnreachableError(msg, host=host, reason=reason, maybe_sent=False)
+
+    @staticmethod
+    def silent(host: str) -> UnreachableError:
+        """The error that stops a run whose first submits were sent and never answered."""
+        msg = (
+            f"no answer from {host}: it takes connections but answered nothing this run, "
+            "and a submit timed out; the run stopped. The submits already sent may have "
+            "reached it: their jobs are unknown, and a rerun looks them up first"
+        )
+        return UnreachableError(msg, host=host, reason="no answer", maybe_sent=True)

@@ -77,9 +77,14 @@ __all__ = [
 ]
 
 
-def serve(argv: list[str] | None = None) -> int:
-    """Command-line entry (``python -m mjasync.simulator``): serve until Ctrl-C; returns 0."""
+def serve(argv: list[str] | None = None, *, prog: str | None = None) -> int:
+    """Command-line entry (``python -m mjasync.simulator``): serve until Ctrl-C; returns 0.
+
+    *argv* are the command-line arguments (default ``sys.argv[1:]``); ``--help`` prints
+    the help and raises ``SystemExit(0)``, as argparse does. *prog* names the command in
+    that help and in usage errors (``mjasync simulator``).
+    """
     # Imported here so that importing the package does not pull in argparse.
     from .__main__ import serve as _serve
 
-    return _serve(argv)
+    return _serve(argv, prog=prog)

@@ -410,9 +410,15 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     )
 
 
-def serve(argv: list[str] | None = None) -> int:
-    """Parse ``argv``, serve until Ctrl-C, return the exit status."""
-    args = build_parser().parse_args(argv)
+def serve(argv: list[str] | None = None, *, prog: str | None = None) -> int:
+    """Parse ``argv``, serve until Ctrl-C, return the exit status.
+
+    *prog* names the command in help and errors (``mjasync simulator``).
+    """
+    parser = build_parser()
+    if prog is not None:
+        parser.prog = prog
+    args = parser.parse_args(argv)
     try:
         config = config_from_args(args)
     except ValueError as exc:

@@ -17,7 +17,7 @@ from ._dialects import task_json
 from ._engine import Engine
 from ._faults import FaultInjector, Route
 from ._limits import IpRateLimiter
-from ._newapi import NewApiRelay
+from ._newapi_relay import NewApiRelay
 from ._state import IdFactory, Notification, RequestRecord, SimTask
 
 log = logging.getLogger("mjasync.simulator")

@@ -251,7 +251,7 @@ def _trueai_media(task: SimTask, config: SimulatorConfig) -> dict[str, Any]:
 def task_json(task: SimTask, config: SimulatorConfig) -> dict[str, Any]:
     """The task object as ``GET /mj/task/{id}/fetch`` of a PLUS/trueai/OSS server returns it.
 
-    new-api answers from its own copy (``_newapi.NewApiRelay.view``); its upstream, whose
+    new-api answers from its own copy (``_newapi_relay.NewApiRelay.view``); its upstream, whose
     JSON this function gives for ``"newapi"``, is PLUS-like.
     """
     dialect = config.dialect
