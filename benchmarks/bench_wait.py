@@ -39,7 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 import mjasync
-from mjasync import _serde, simulator
+from mjasync import _json, simulator
 
 POLL = mjasync.PollPolicy(
     interval=0.5,
@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(post_many(url, int(count)))
         return 0
     if args.json_parser:
-        _serde.use_json_parser(args.json_parser)
+        _json.use_json_parser(args.json_parser)
     rows = []
     for count in (int(n) for n in args.waiters.split(",")):
         for mode in args.modes.split(","):
@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-    print(f"policy: {POLL}; JSON parser: {_serde.json_parser()}")
+    print(f"policy: {POLL}; JSON parser: {_json.json_parser()}")
     print(table(rows))
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -40,9 +40,10 @@ from ._errors import (
     body_preview,
 )
 from ._glossary import with_english
+from ._json import try_json
 from ._models import Submission
 from ._retry import parse_retry_after
-from ._serde import decode_submission, parse_int, try_json
+from ._serde import decode_submission, parse_int
 from ._transport import Response
 
 __all__ = [

@@ -3,7 +3,7 @@ installed, and every result is the one the stdlib's json gives.
 
 CI installs the extra (``dev`` includes it), so the orjson path runs in the rest of the
 suite; here both parsers run side by side, the stdlib one forced through
-`mjasync._serde.use_json_parser`, and a child interpreter checks the fallback when
+`mjasync._json.use_json_parser`, and a child interpreter checks the fallback when
 orjson cannot be imported at all.
 """
 
@@ -26,7 +26,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mjasync
-from mjasync import _serde
+from mjasync import _json
 from mjasync.testing import VirtualClock, task_payload
 
 pytest.importorskip("orjson", reason="the speedups extra is not installed")
@@ -39,19 +39,19 @@ PARSERS = ("orjson", "json")
 @pytest.fixture(params=PARSERS)
 def parser(request: pytest.FixtureRequest) -> Iterator[str]:
     """Run the test once with each parser, and restore orjson after it."""
-    _serde.use_json_parser(request.param)
+    _json.use_json_parser(request.param)
     try:
         yield request.param
     finally:
-        _serde.use_json_parser("orjson")
+        _json.use_json_parser("orjson")
 
 
 def parse_with(parser: str, content: bytes | str) -> tuple[Any, bool]:
-    _serde.use_json_parser(parser)
+    _json.use_json_parser(parser)
     try:
-        return _serde.try_json(content)
+        return _json.try_json(content)
     finally:
-        _serde.use_json_parser("orjson")
+        _json.use_json_parser("orjson")
 
 
 def same(a: object, b: object) -> bool:
@@ -81,14 +81,14 @@ def assert_same_both_ways(content: bytes | str) -> None:
 
 def test_the_extra_is_used_when_installed() -> None:
     """With orjson importable the parser is orjson, and it can be switched both ways."""
-    assert _serde.json_parser() == "orjson"
-    _serde.use_json_parser("json")
+    assert _json.json_parser() == "orjson"
+    _json.use_json_parser("json")
     try:
-        assert _serde.json_parser() == "json"
+        assert _json.json_parser() == "json"
     finally:
-        _serde.use_json_parser("orjson")
+        _json.use_json_parser("orjson")
     with pytest.raises(ValueError, match="parser must be"):
-        _serde.use_json_parser("simdjson")
+        _json.use_json_parser("simdjson")
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=lambda p: str(p.relative_to(PAYLOADS)))
@@ -167,7 +167,7 @@ async def test_polling_and_webhooks_work_with_either_parser(
     parser: str, clock: VirtualClock
 ) -> None:
     """The poller's batch answers and a webhook body decode the same with each parser."""
-    assert _serde.json_parser() == parser
+    assert _json.json_parser() == parser
     proxy = FakeProxy(clock=clock)
     proxy.set("1748339029401123", "IN_PROGRESS", "40%")
     async with mjasync.Client(
@@ -205,13 +205,13 @@ def test_without_orjson_the_stdlib_parses() -> None:
         """
         import sys
         sys.modules["orjson"] = None  # what an interpreter without the extra sees
-        from mjasync import _serde
-        assert _serde.json_parser() == "json", _serde.json_parser()
-        assert _serde.try_json(b'{"id": 123456789012345678901}') == (
+        from mjasync import _json
+        assert _json.json_parser() == "json", _json.json_parser()
+        assert _json.try_json(b'{"id": 123456789012345678901}') == (
             {"id": 123456789012345678901}, True)
-        assert _serde.try_json(b"{nope") == (None, False)
+        assert _json.try_json(b"{nope") == (None, False)
         try:
-            _serde.use_json_parser("orjson")
+            _json.use_json_parser("orjson")
         except ValueError as error:
             assert "speedups" in str(error)
         else:
