@@ -7,10 +7,7 @@ not each task: a tick asks about every id that is due (and those due within the 
 left in the last request with the ids due soonest, so ids share ticks instead of each
 keeping its own phase.
 
-When an id is due comes from its state (`_gap`): the first look after `first_poll`; a
-queued task ever less often up to `max_interval`; a running one every `interval`, and
-every `tick` from shortly before the finish its `Forecast` estimates until a while after
-it. An estimate only ever brings a poll earlier than `interval` would.
+When an id is next due, and how often ticks come, is `_pace.Pace`'s to say.
 
 The poller gets its I/O from a `TaskSource` (the client's batch fetcher, which answers
 raw JSON objects) and its time from a `Clock`: it imports neither the client nor
@@ -21,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import functools
 import heapq
 import itertools
 import logging
@@ -34,7 +30,7 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 
-from ._clock import Clock, LoopClock, TokenBucket, resolve
+from ._clock import Alarm, Clock, LoopClock, TokenBucket
 from ._errors import (
     AuthenticationError,
     ClientClosedError,
@@ -42,29 +38,17 @@ from ._errors import (
     MJError,
     TaskNotFoundError,
 )
-from ._forecast import Forecast, Progress, epoch_seconds
 from ._models import FINAL_RANK, STATUS_RANKS, Task, is_final
+from ._pace import Pace
 from ._policy import PollPolicy, PollStats, backoff
 from ._serde import as_id, decode_task, parse_progress
 from ._waiters import EarlyNotifications, TaskEntry, Waiter
 
-# PollPolicy lives in _policy; it is named here too for the modules that import it from
-# here (cli.py).
-__all__ = ["PollPolicy", "PollStats", "Poller", "TaskSource"]
+__all__ = ["Poller", "TaskSource"]
 
 logger = logging.getLogger("mjasync")
 
 _MIN_RECHECK = 0.001
-# A queued task's poll gap grows by this factor per poll, up to PollPolicy.max_interval.
-_QUEUED_GROWTH = 1.5
-# How long a task stays at the tick pace after its estimated finish, in intervals: an
-# estimate that errs late by less is still seen within a tick; a task that overruns it
-# (stuck, or far slower than estimated) goes back to the interval pace.
-_NEAR_AFTER = 2.0
-_RUNNING_RANK = STATUS_RANKS["IN_PROGRESS"]
-# The most the budget of many awaited ids may speed up the tick pace when only some of
-# them are near their finish: finishes are seen sooner, the rate stays bounded.
-_MOST_SPEEDUP = 2.0
 
 
 class TaskSource(Protocol):
@@ -103,27 +87,19 @@ class Poller:
         self.policy = policy
         self._source = source
         self._clock: Clock = clock if clock is not None else LoopClock()
-        self._hooks = hooks
-        # Relays often strip notifyHook: poll at the slow safety-net rate only once a
-        # notification has proved that callbacks really arrive.
-        self._hooks_heard = False
         self._entries: dict[str, TaskEntry] = {}
         self._heap: list[tuple[float, int, TaskEntry]] = []
         self._seq = itertools.count()
         self._confirms: list[TaskEntry] = []
         self._early = EarlyNotifications()
         self._bucket = TokenBucket(policy.max_requests_per_second, self._clock)
-        self._forecast = Forecast()
+        self._pace = Pace(policy, hooks=hooks)
         self._rng = random.Random()
         self._task: asyncio.Task[None] | None = None
         self._group: TaskGroup | None = None
-        self._wakeup: asyncio.Future[None] | None = None
-        self._sleep_until = -math.inf
+        self._alarm = Alarm(self._clock)
         self._closed = False
         self._failures = 0
-        # Ids given the tick pace since the last tick began, and in the tick before.
-        self._near_now = 0
-        self._near_last = 0
         self._waiters = 0
         self._ticks = 0
         self._requests = 0
@@ -198,7 +174,7 @@ class Poller:
         Progress is delivered at once. A final status is confirmed with one fetch before
         it resolves anyone, unless *trust*; stale and duplicate snapshots change nothing.
         """
-        self._hooks_heard = True
+        self._pace.hooks_heard = True
         entry = self._entries.get(task.id)
         if entry is None:
             self._early.remember(task, trust)
@@ -213,7 +189,7 @@ class Poller:
             entry.confirm = True
             if not entry.in_flight:
                 self._confirms.append(entry)
-                self._wake(-math.inf)
+                self._alarm.wake(-math.inf)
         return True
 
     # -- the loop ------------------------------------------------------------------------
@@ -249,11 +225,11 @@ class Poller:
         heap = self._heap
         size = self.policy.batch_size
         if heap and heap[0][0] <= now:
-            self._near_last, self._near_now = self._near_now, 0
+            self._pace.new_tick()
             # Ids due a moment later ride along, so waiters registered a few
             # milliseconds apart (or answered by different requests) share requests
             # instead of each opening a tick.
-            horizon = now + self._ride()
+            horizon = now + self._pace.ride(len(self._entries), self._source.per_id)
             while heap and heap[0][0] <= horizon:
                 when, _, entry = heapq.heappop(heap)
                 if entry.alive and not entry.in_flight and entry.due == when:
@@ -279,34 +255,6 @@ class Poller:
             self._ticks += 1
             self._max_per_tick = max(self._max_per_tick, sent)
 
-    def _fast(self) -> float:
-        """The tick pace: the gap between polls of a task near its finish.
-
-        The budget is one request per `batch_size` awaited ids per `tick` (never more
-        than `max_requests_per_second`). With up to one batch of ids that is a request
-        every tick; with more, the ids near their finish (last tick's count) may fill
-        fewer requests than the budget pays for, and the ticks come sooner, up to
-        twice as often.
-        """
-        policy = self.policy
-        if self._source.per_id:
-            # Each id costs a request of its own there: no pace faster than interval.
-            return policy.interval
-        fast = min(policy.tick, policy.interval)
-        size = policy.batch_size
-        batches = -(-len(self._entries) // size)
-        if batches <= 1:
-            return fast
-        near = -(-max(self._near_last, 1) // size)
-        if near >= batches:
-            return fast
-        paced = fast * near / batches
-        return max(paced, fast / _MOST_SPEEDUP, near / policy.max_requests_per_second)
-
-    def _ride(self) -> float:
-        """How far ahead of its due time an id may ride along with a tick."""
-        return min(self._fast(), self.policy.interval * 0.25)
-
     async def _send(self, group: TaskGroup, entries: list[TaskEntry], single: bool) -> int:
         cost = len(entries) if single or self._source.per_id else 1
         delay = self._bucket.take(cost)
@@ -320,30 +268,13 @@ class Poller:
         if self._confirms:
             await anyio.lowlevel.checkpoint()
             return
-        until = self._heap[0][0] if self._heap else math.inf
-        future = asyncio.get_running_loop().create_future()
-        self._wakeup = future
-        self._sleep_until = until
-        handle = None
-        if until != math.inf:
-            handle = self._clock.call_at(until, functools.partial(resolve, future))
-        try:
-            await future
-        finally:
-            if handle is not None:
-                handle.cancel()
-            self._wakeup = None
-            self._sleep_until = -math.inf
-
-    def _wake(self, due: float) -> None:
-        if due < self._sleep_until and self._wakeup is not None:
-            resolve(self._wakeup)
+        await self._alarm.sleep_until(self._heap[0][0] if self._heap else math.inf)
 
     def _schedule(self, entry: TaskEntry, now: float, gap: float) -> None:
         due = now + gap
         entry.due = due
         heapq.heappush(self._heap, (due, next(self._seq), entry))
-        self._wake(due)
+        self._alarm.wake(due)
 
     # -- answers -------------------------------------------------------------------------
 
@@ -425,8 +356,9 @@ class Poller:
         self._snapshots += len(items)
         live = self._entries
         apply = self._apply
+        pace = self._pace
         now = self._clock.now()
-        fast = self._fast()
+        fast = pace.fast(len(live), self._source.per_id)
         seen: set[str] = set()
         for item in items:
             task_id = as_id(item.get("id"))
@@ -445,7 +377,7 @@ class Poller:
             rank = STATUS_RANKS.get(status, 0)
             if rank != FINAL_RANK:
                 percent = parse_progress(key[1])
-                self._observe(entry, item, status, rank, percent, now, fast)
+                pace.observe(entry, item, status, rank, percent, now, fast)
                 if not entry.watchers:
                     # Only a final snapshot reaches a plain await_task: decode later, if
                     # ever (a timeout's .last, a watcher joining).
@@ -475,8 +407,8 @@ class Poller:
                 # A hook said final while this request was on its way; this answer may
                 # predate it, so ask once more, now.
                 self._confirms.append(entry)
-                self._wake(-math.inf)
-            gap = self._gap(entry, now, fast)
+                self._alarm.wake(-math.inf)
+            gap = pace.gap(entry, now, fast)
             if sent is not None:
                 gap = max(sent + gap - now, gap * 0.5)
             self._schedule(entry, now, gap)
@@ -485,84 +417,6 @@ class Poller:
                 self._requests += 1
                 self._bucket.take(1)
                 self._group.start_soon(self._poll, [entry], True)
-
-    def _observe(
-        self,
-        entry: TaskEntry,
-        item: dict[str, Any],
-        status: str,
-        rank: int,
-        percent: int | None,
-        now: float,
-        fast: float,
-    ) -> None:
-        """Feed a changed, unfinished snapshot to the forecast (before it is applied)."""
-        if status != entry.status:
-            entry.gap = 0.0  # any change of status: a queued task's gap starts again
-        changed = False
-        if entry.start is None:
-            start = epoch_seconds(item.get("startTime"))
-            if start is not None:
-                entry.start = start
-                self._forecast.saw(start, now)
-                changed = True
-        if entry.action is None:
-            action = item.get("action")
-            entry.action = action if type(action) is str else None
-        if rank == _RUNNING_RANK and percent is not None:
-            progress = entry.pace
-            if progress is None:
-                progress = entry.pace = Progress()
-            if progress.step(percent, entry.answered_at, now, vague=self.policy.interval):
-                changed = True
-        if changed and self.policy.predict:
-            self._estimate(entry, fast)
-
-    def _estimate(self, entry: TaskEntry, fast: float) -> None:
-        """Place *entry*'s tick-pace window around its estimated finish."""
-        forecast = self._forecast
-        entry.history = forecast.history
-        finish, spread = forecast.finish(entry.pace, entry.action, entry.start)
-        if finish == entry.finish:
-            return
-        entry.finish = finish
-        # A tick of lead, so the poll before the finish lands no later than it, and a
-        # while after it: a late finish within that is still seen within a tick.
-        entry.near_from = finish - spread - fast
-        entry.near_until = finish + spread + _NEAR_AFTER * self.policy.interval
-
-    def _gap(self, entry: TaskEntry, now: float, fast: float) -> float:
-        """Seconds until *entry* is asked about again, from its state and the policy.
-
-        A task near its estimated finish: every tick. Otherwise a running one every
-        ``interval`` and a queued one ever less often, up to ``max_interval``; either
-        way no later than the start of its tick-pace window. Once notifications
-        arrive (``notify_hook``), never more often than ``webhook_interval``.
-        """
-        policy = self.policy
-        if (
-            entry.finish == math.inf
-            and entry.history != self._forecast.history
-            and entry.start is not None
-            and policy.predict
-        ):
-            # A first task of another action finished since: its history may apply.
-            self._estimate(entry, fast)
-        if entry.near_from <= now + fast * 0.5 and now < entry.near_until:
-            gap = fast
-            self._near_now += 1
-        else:
-            if entry.rank == _RUNNING_RANK:
-                gap = policy.interval
-            else:
-                ceiling = max(policy.max_interval, policy.interval)
-                gap = min(ceiling, entry.gap * _QUEUED_GROWTH) if entry.gap else policy.interval
-                entry.gap = gap
-            if now < entry.near_from < now + gap:
-                gap = max(fast, entry.near_from - now)
-        if self._hooks and self._hooks_heard:
-            gap = max(gap, policy.webhook_interval)
-        return gap
 
     def _missing(self, entry: TaskEntry, now: float) -> None:
         if entry.missing_since is None:
@@ -588,7 +442,7 @@ class Poller:
         if final:
             self._drop(entry)
             if task.status == "SUCCESS":
-                self._forecast.learn(task.raw, self._clock.now())
+                self._pace.learn(task.raw, self._clock.now())
 
     def _apply_raw(
         self, entry: TaskEntry, item: dict[str, Any], status: str, rank: int, percent: int | None
