@@ -93,7 +93,14 @@ STATUS_ROUTES = frozenset(
     {"GET /mj/task/{id}/fetch", "POST /mj/task/list-by-condition", "POST /mj/task/list-by-ids"}
 )
 # The durations of PollPolicy; scaled together with the simulator's clock.
-POLICY_DURATIONS = ("interval", "max_interval", "first_poll", "not_found_grace", "webhook_interval")
+POLICY_DURATIONS = (
+    "tick",
+    "interval",
+    "max_interval",
+    "first_poll",
+    "not_found_grace",
+    "webhook_interval",
+)
 
 
 def policy_for(time_scale: float) -> mjasync.PollPolicy:

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 import mjasync
-from mjasync import simulator
+from mjasync import _json, simulator
 
 POLL = mjasync.PollPolicy(
     interval=0.5,
@@ -377,6 +377,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=["cprofile", "pyinstrument"],
         help="profile the waiting phase (cProfile by default, or pyinstrument if installed)",
     )
+    parser.add_argument(
+        "--json-parser",
+        choices=["orjson", "json"],
+        help="parse with orjson (the speedups extra) or the stdlib's json "
+        "(default: orjson when installed)",
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--post", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -387,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
         url, count = args.post.rsplit(",", 1)
         asyncio.run(post_many(url, int(count)))
         return 0
+    if args.json_parser:
+        _json.use_json_parser(args.json_parser)
     rows = []
     for count in (int(n) for n in args.waiters.split(",")):
         for mode in args.modes.split(","):
@@ -398,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
-    print(f"policy: {POLL}")
+    print(f"policy: {POLL}; JSON parser: {_json.json_parser()}")
     print(table(rows))
     if args.json:
         print(json.dumps(rows, indent=2))

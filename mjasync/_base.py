@@ -142,6 +142,8 @@ class BaseClient:
             msg = f"pool_timeout must be > 0 seconds or None, got {pool_timeout!r}"
             raise InvalidRequestError(msg)
         self._prefix = _mode_prefix(mode)
+        root = self._url("")
+        self._display_root = display_url(root) if "?" not in root and "#" not in root else None
         self._mode = mode
         self._timeout = timeout
         self._image_seed_timeout = image_seed_timeout
@@ -347,7 +349,12 @@ class BaseClient:
 
     def _where(self, method: str, path: str) -> str:
         """``"METHOD URL"`` for messages: the whole URL, without credentials or query."""
-        return f"{method} {display_url(self._url(path))}"
+        root = self._display_root
+        if root is None or "?" in path or "#" in path:
+            return f"{method} {display_url(self._url(path))}"
+        # Every request builds one (most never fail): the root is shown once, the
+        # path appended as display_url would leave it.
+        return f"{method} {root}{path}"
 
     async def _request(
         self,
@@ -413,7 +420,7 @@ class BaseClient:
                     return _NotNow(error)
                 raise
 
-        started = anyio.current_time()
+        started = anyio.current_time() if gated else 0.0
         try:
             while True:
                 if gated and self._queue_full_wait > 0:

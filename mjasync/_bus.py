@@ -35,7 +35,7 @@ from typing import Any, Self
 import attrs
 
 from ._errors import InvalidRequestError
-from ._serde import try_json
+from ._json import try_json
 from ._webhook import MAX_NOTIFICATION_BYTES
 
 __all__ = [

@@ -1,6 +1,7 @@
 """The one clock the poller and every wait read: the time now, a wake-up at a time, a sleep.
 
-Also the `TokenBucket` that meters the poller's requests on that clock.
+Also the `TokenBucket` that meters the poller's requests on that clock, and the `Alarm`
+the poller sleeps on until its next due time.
 
 The default, `LoopClock`, is the running event loop's clock (the one
 `anyio.current_time` reads on asyncio), so deadlines and poll gaps are measured on the
@@ -12,12 +13,14 @@ ceiling and every ``await_task``/``watch`` deadline run on that clock instead.
 from __future__ import annotations
 
 import asyncio
+import functools
+import math
 from collections.abc import Callable
 from typing import Protocol
 
 import anyio
 
-__all__ = ["Clock", "LoopClock", "Timer", "TokenBucket", "resolve"]
+__all__ = ["Alarm", "Clock", "LoopClock", "Timer", "TokenBucket", "resolve"]
 
 
 class Timer(Protocol):
@@ -82,3 +85,33 @@ class TokenBucket:
         self.stamp = now
         self.tokens -= cost
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+
+class Alarm:
+    """A sleep until a time on a `Clock` that `wake` cuts short for anything due sooner."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._future: asyncio.Future[None] | None = None
+        self._until = -math.inf
+
+    async def sleep_until(self, until: float) -> None:
+        """Return at *until* (never, for ``math.inf``) or at the first `wake` before it."""
+        future = asyncio.get_running_loop().create_future()
+        self._future = future
+        self._until = until
+        handle = None
+        if until != math.inf:
+            handle = self._clock.call_at(until, functools.partial(resolve, future))
+        try:
+            await future
+        finally:
+            if handle is not None:
+                handle.cancel()
+            self._future = None
+            self._until = -math.inf
+
+    def wake(self, due: float) -> None:
+        """Something is now due at *due*: end the sleep if that is before its end."""
+        if due < self._until and self._future is not None:
+            resolve(self._future)

@@ -35,7 +35,7 @@ from ._errors import (
     SubmitRejectedError,
     TaskNotFoundError,
 )
-from ._serde import try_json
+from ._json import try_json
 from ._transport import Response
 
 __all__ = ["PROBES", "Dialect", "Evidence", "ServerInfo", "classify_probe", "probe"]

@@ -8,6 +8,7 @@ and which `Button` a caller means (`resolve_button`).
 """
 
 import enum
+import re
 import unicodedata
 from datetime import datetime
 from typing import Any
@@ -288,6 +289,7 @@ def _is_existing_task(description: str, properties: dict[str, Any]) -> bool:
 # -- what names a task, and which button a caller means -----------------------------------
 
 _MAX_TASK_ID = 128
+_PLAIN_ID = re.compile(rf"[A-Za-z0-9_.:-]{{1,{_MAX_TASK_ID}}}")
 
 TaskRef = Task | Submission | str
 """Anything that names a task: a `Task`, a `Submission` or a task id."""
@@ -317,6 +319,8 @@ def task_id_of(target: object) -> str:
 
 
 def _checked_id(task_id: str) -> str:
+    if _PLAIN_ID.fullmatch(task_id) and task_id not in {".", ".."}:
+        return task_id  # the usual id (digits, a UUID): nothing below can object
     shown = repr(task_id) if len(task_id) <= 40 else repr(task_id[:40]) + "…"
     problem = None
     if not task_id or task_id in {".", ".."}:

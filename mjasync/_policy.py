@@ -41,26 +41,47 @@ def backoff(
 class PollPolicy:
     """How the client's one poller asks the server about tasks.
 
+    The poller paces the client, not each task: every tick asks about all the ids that
+    are due in as few ``list-by-condition`` requests as *batch_size* allows, and fills
+    the room left in the last request with the ids due soonest. Ticks come every *tick*
+    while a task is near its estimated finish, every *interval* while the running tasks
+    are far from it, and ever less often (up to *max_interval*) while every task is
+    queued. So with the defaults the client sends at most one request per 100 awaited
+    ids per half second (2 requests/s for up to 100 waits), and never more than
+    *max_requests_per_second*. See the waiting guide for the whole schedule.
+
     Every duration is in seconds; values down to a few milliseconds are allowed.
 
     Attributes:
-        interval: seconds between polls of a task that is running (IN_PROGRESS).
+        tick: the gap between polls of a task near its estimated finish (the poller's
+            fastest pace; never longer than *interval*). A task polled at this pace
+            stays at it until it ends, so a late finish is seen within one tick.
+        interval: the longest gap between polls of a running (IN_PROGRESS) task; a task
+            whose finish cannot be estimated yet is polled at this pace.
         max_interval: the longest gap for a task that is queued or not started; the gap
-            grows from *interval* towards it while the task waits.
+            grows from *interval* towards it while the task waits, and starts again
+            from *interval* on any change of status.
         batch_size: ids per ``list-by-condition`` request.
         first_poll: delay before the first poll of a newly awaited id, so an immediate
             FAILURE or MODAL is seen at once (never longer than *interval*).
         not_found_grace: how long an id the server does not know is re-checked before
             `TaskNotFoundError` is raised (relays lag behind the proxy they front).
-        max_requests_per_second: ceiling on status requests for the whole client.
+        max_requests_per_second: ceiling on status requests for the whole client; when
+            the due ids need more, the ticks stretch.
         webhook_interval: the safety-net gap used when the client has a ``notify_hook``
             and a notification has arrived: they wake waiters, polling only covers lost
             callbacks. Until the first one arrives the normal intervals apply, so a relay
             that strips hooks costs nothing.
-        jitter: each gap is scaled by a random factor in ``[1 - jitter, 1 + jitter]`` so
-            waiters submitted together do not poll in lockstep forever.
+        predict: estimate each running task's finish (from its progress steps and the
+            durations of finished tasks of the same action on this client) and poll it
+            every *tick* from shortly before then. False: running tasks are polled every
+            *interval*.
+        jitter: the spread of the backoff after a failed poll (a random part of up to
+            this fraction). It no longer scales the poll gaps: ids that share a tick
+            share its requests, and a random gap per id would pull them apart.
     """
 
+    tick: float = attrs.field(default=0.5, validator=validators.gt(0))
     interval: float = attrs.field(default=2.0, validator=validators.gt(0))
     max_interval: float = attrs.field(default=10.0, validator=validators.gt(0))
     batch_size: int = attrs.field(default=100, validator=validators.gt(0))
@@ -68,6 +89,7 @@ class PollPolicy:
     not_found_grace: float = attrs.field(default=3.0, validator=validators.ge(0))
     max_requests_per_second: float = attrs.field(default=20.0, validator=validators.gt(0))
     webhook_interval: float = attrs.field(default=15.0, validator=validators.gt(0))
+    predict: bool = attrs.field(default=True, validator=validators.instance_of(bool))
     jitter: float = attrs.field(default=0.1, validator=[validators.ge(0), validators.lt(1)])
 
 

@@ -1,8 +1,13 @@
 """The coalescing poller behind `await_task` and `watch`: one per client.
 
 Every waiter registers the id it wants; the poller keeps one `TaskEntry` per id (last
-snapshot, next due time, waiters) and one heap of due times, so a tick sends one batch
-request per `PollPolicy.batch_size` due ids, however many waiters share them.
+snapshot, when it is next due, waiters) and one heap of due times. It paces the client,
+not each task: a tick asks about every id that is due (and those due within the next
+`_ride` seconds) in one request per `PollPolicy.batch_size` of them, and fills the room
+left in the last request with the ids due soonest, so ids share ticks instead of each
+keeping its own phase.
+
+When an id is next due, and how often ticks come, is `_pace.Pace`'s to say.
 
 The poller gets its I/O from a `TaskSource` (the client's batch fetcher, which answers
 raw JSON objects) and its time from a `Clock`: it imports neither the client nor
@@ -13,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import functools
 import heapq
 import itertools
 import logging
@@ -26,7 +30,7 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 
-from ._clock import Clock, LoopClock, TokenBucket, resolve
+from ._clock import Alarm, Clock, LoopClock, TokenBucket
 from ._errors import (
     AuthenticationError,
     ClientClosedError,
@@ -35,13 +39,12 @@ from ._errors import (
     TaskNotFoundError,
 )
 from ._models import FINAL_RANK, STATUS_RANKS, Task, is_final
+from ._pace import Pace
 from ._policy import PollPolicy, PollStats, backoff
 from ._serde import as_id, decode_task, parse_progress
 from ._waiters import EarlyNotifications, TaskEntry, Waiter
 
-# PollPolicy lives in _policy; it is named here too for the modules that import it from
-# here (cli.py).
-__all__ = ["PollPolicy", "PollStats", "Poller", "TaskSource"]
+__all__ = ["Poller", "TaskSource"]
 
 logger = logging.getLogger("mjasync")
 
@@ -84,21 +87,17 @@ class Poller:
         self.policy = policy
         self._source = source
         self._clock: Clock = clock if clock is not None else LoopClock()
-        self._hooks = hooks
-        # Relays often strip notifyHook: poll at the slow safety-net rate only once a
-        # notification has proved that callbacks really arrive.
-        self._hooks_heard = False
         self._entries: dict[str, TaskEntry] = {}
         self._heap: list[tuple[float, int, TaskEntry]] = []
         self._seq = itertools.count()
         self._confirms: list[TaskEntry] = []
         self._early = EarlyNotifications()
         self._bucket = TokenBucket(policy.max_requests_per_second, self._clock)
+        self._pace = Pace(policy, hooks=hooks)
         self._rng = random.Random()
         self._task: asyncio.Task[None] | None = None
         self._group: TaskGroup | None = None
-        self._wakeup: asyncio.Future[None] | None = None
-        self._sleep_until = -math.inf
+        self._alarm = Alarm(self._clock)
         self._closed = False
         self._failures = 0
         self._waiters = 0
@@ -175,7 +174,7 @@ class Poller:
         Progress is delivered at once. A final status is confirmed with one fetch before
         it resolves anyone, unless *trust*; stale and duplicate snapshots change nothing.
         """
-        self._hooks_heard = True
+        self._pace.hooks_heard = True
         entry = self._entries.get(task.id)
         if entry is None:
             self._early.remember(task, trust)
@@ -190,7 +189,7 @@ class Poller:
             entry.confirm = True
             if not entry.in_flight:
                 self._confirms.append(entry)
-                self._wake(-math.inf)
+                self._alarm.wake(-math.inf)
         return True
 
     # -- the loop ------------------------------------------------------------------------
@@ -224,16 +223,27 @@ class Poller:
             entry.in_flight = True
         due: list[TaskEntry] = []
         heap = self._heap
+        size = self.policy.batch_size
         if heap and heap[0][0] <= now:
-            # Ids due within a quarter interval ride along, so waiters registered a few
-            # milliseconds apart share requests instead of each opening a tick.
-            horizon = now + self.policy.interval * 0.25
+            self._pace.new_tick()
+            # Ids due a moment later ride along, so waiters registered a few
+            # milliseconds apart (or answered by different requests) share requests
+            # instead of each opening a tick.
+            horizon = now + self._pace.ride(len(self._entries), self._source.per_id)
             while heap and heap[0][0] <= horizon:
                 when, _, entry = heapq.heappop(heap)
                 if entry.alive and not entry.in_flight and entry.due == when:
                     entry.in_flight = True
                     due.append(entry)
-        size = self.policy.batch_size
+            if due and not self._source.per_id:
+                # The last request has room: the ids due soonest fill it for free.
+                room = -len(due) % size
+                while room and heap:
+                    when, _, entry = heapq.heappop(heap)
+                    if entry.alive and not entry.in_flight and entry.due == when:
+                        entry.in_flight = True
+                        due.append(entry)
+                        room -= 1
         if len(confirms) == 1:
             sent += await self._send(group, confirms, single=True)
         else:
@@ -251,41 +261,26 @@ class Poller:
         if delay > 0:
             await self._clock.sleep(delay)
         self._requests += 1
-        group.start_soon(self._poll, entries, single)
+        group.start_soon(self._poll, entries, single, self._clock.now())
         return 1
 
     async def _sleep(self) -> None:
         if self._confirms:
             await anyio.lowlevel.checkpoint()
             return
-        until = self._heap[0][0] if self._heap else math.inf
-        future = asyncio.get_running_loop().create_future()
-        self._wakeup = future
-        self._sleep_until = until
-        handle = None
-        if until != math.inf:
-            handle = self._clock.call_at(until, functools.partial(resolve, future))
-        try:
-            await future
-        finally:
-            if handle is not None:
-                handle.cancel()
-            self._wakeup = None
-            self._sleep_until = -math.inf
-
-    def _wake(self, due: float) -> None:
-        if due < self._sleep_until and self._wakeup is not None:
-            resolve(self._wakeup)
+        await self._alarm.sleep_until(self._heap[0][0] if self._heap else math.inf)
 
     def _schedule(self, entry: TaskEntry, now: float, gap: float) -> None:
         due = now + gap
         entry.due = due
         heapq.heappush(self._heap, (due, next(self._seq), entry))
-        self._wake(due)
+        self._alarm.wake(due)
 
     # -- answers -------------------------------------------------------------------------
 
-    async def _poll(self, entries: list[TaskEntry], single: bool) -> None:
+    async def _poll(
+        self, entries: list[TaskEntry], single: bool, sent: float | None = None
+    ) -> None:
         source = self._source
         try:
             items: list[dict[str, Any]]
@@ -315,7 +310,7 @@ class Poller:
                     self._finish(entry, error)
             return
         self._failures = 0
-        self._absorb(items, entries, checked=single or source.per_id)
+        self._absorb(items, entries, checked=single or source.per_id, sent=sent)
 
     def _back_off(self, entries: list[TaskEntry], error: MJError) -> None:
         self._failures += 1
@@ -341,16 +336,29 @@ class Poller:
                 self._schedule(entry, now, delay)
 
     def _absorb(
-        self, items: list[dict[str, Any]], entries: list[TaskEntry], *, checked: bool
+        self,
+        items: list[dict[str, Any]],
+        entries: list[TaskEntry],
+        *,
+        checked: bool,
+        sent: float | None = None,
     ) -> None:
         """Apply one answer, then reschedule, re-check or retire every entry asked about.
 
         The hot path: most polled snapshots repeat the last one, so a JSON object whose
         status, progress and image URL are unchanged is skipped before decoding.
+
+        The next poll is due a gap after *sent* (when the tick sent the request), not
+        after the answer: ticks keep their pace instead of drifting by a round trip
+        each, and the ids of one tick stay together however their answers straggle.
+        A slow answer still leaves at least half a gap before the next request.
         """
         self._snapshots += len(items)
         live = self._entries
         apply = self._apply
+        pace = self._pace
+        now = self._clock.now()
+        fast = pace.fast(len(live), self._source.per_id)
         seen: set[str] = set()
         for item in items:
             task_id = as_id(item.get("id"))
@@ -367,17 +375,19 @@ class Poller:
             if type(status) is not str:
                 status = ""
             rank = STATUS_RANKS.get(status, 0)
-            if rank != FINAL_RANK and not entry.watchers:
-                # Only a final snapshot reaches a plain await_task: decode later, if
-                # ever (a timeout's .last, a watcher joining).
-                self._apply_raw(entry, item, status, rank)
-                continue
+            if rank != FINAL_RANK:
+                percent = parse_progress(key[1])
+                pace.observe(entry, item, status, rank, percent, now, fast)
+                if not entry.watchers:
+                    # Only a final snapshot reaches a plain await_task: decode later, if
+                    # ever (a timeout's .last, a watcher joining).
+                    self._apply_raw(entry, item, status, rank, percent)
+                    continue
             try:
                 task = decode_task(item)
             except DecodeError:
                 continue
             apply(entry, task)
-        now = self._clock.now()
         unchecked: list[TaskEntry] = []
         for entry in entries:
             if not entry.alive:
@@ -391,27 +401,17 @@ class Poller:
                 entry.in_flight = True
                 unchecked.append(entry)
                 continue
+            entry.answered_at = now
             if entry.confirm:
                 entry.confirm = False
                 # A hook said final while this request was on its way; this answer may
                 # predate it, so ask once more, now.
                 self._confirms.append(entry)
-                self._wake(-math.inf)
-                self._schedule(
-                    entry,
-                    now,
-                    entry.next_gap(
-                        self.policy, self._rng, safety_net=self._hooks and self._hooks_heard
-                    ),
-                )
-                continue
-            self._schedule(
-                entry,
-                now,
-                entry.next_gap(
-                    self.policy, self._rng, safety_net=self._hooks and self._hooks_heard
-                ),
-            )
+                self._alarm.wake(-math.inf)
+            gap = pace.gap(entry, now, fast)
+            if sent is not None:
+                gap = max(sent + gap - now, gap * 0.5)
+            self._schedule(entry, now, gap)
         if unchecked and self._group is not None:
             for entry in unchecked:
                 self._requests += 1
@@ -441,16 +441,18 @@ class Poller:
             waiter.push(task, final)
         if final:
             self._drop(entry)
+            if task.status == "SUCCESS":
+                self._pace.learn(task.raw, self._clock.now())
 
-    def _apply_raw(self, entry: TaskEntry, item: dict[str, Any], status: str, rank: int) -> None:
+    def _apply_raw(
+        self, entry: TaskEntry, item: dict[str, Any], status: str, rank: int, percent: int | None
+    ) -> None:
         """Record an intermediate snapshot nobody asked to see, without decoding it."""
         if rank < entry.rank:
             return
         image_url = item.get("imageUrl")
         state = entry.advance(
-            status,
-            parse_progress(item.get("progress")),
-            image_url if type(image_url) is str and image_url else None,
+            status, percent, image_url if type(image_url) is str and image_url else None
         )
         if state is not None:
             entry.last = None

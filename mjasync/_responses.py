@@ -40,9 +40,10 @@ from ._errors import (
     body_preview,
 )
 from ._glossary import with_english
+from ._json import try_json
 from ._models import Submission
 from ._retry import parse_retry_after
-from ._serde import decode_submission, parse_int, try_json
+from ._serde import decode_submission, parse_int
 from ._transport import Response
 
 __all__ = [
@@ -294,7 +295,7 @@ def read_body(response: Response, where: str, *, task_id: str | None = None) -> 
     """
     status = response.status
     body, is_json = _parse(response)
-    html = _is_html(response, body) and not is_json
+    html = not is_json and _is_html(response, body)
     if 200 <= status < 300:
         if isinstance(body, str) and not is_json:
             if _looks_like_json(body) and not html:

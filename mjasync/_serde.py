@@ -10,7 +10,6 @@ second and generated hooks with per-field error wrapping cost several times more
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -35,16 +34,15 @@ from ._models import (
 __all__ = [
     "clear_caches",
     "converter",
-    "decode_json",
     "decode_submission",
     "decode_task",
     "decode_tasks",
     "encode_account_filter",
+    "epoch_ms",
     "parse_int",
     "parse_progress",
     "parse_time",
     "task_object",
-    "try_json",
     "video_links",
 ]
 
@@ -134,7 +132,11 @@ def parse_progress(value: object) -> int | None:
     return None
 
 
-def _parse_time_uncached(value: object) -> datetime | None:
+def epoch_ms(value: object) -> int | None:
+    """A wire time (epoch milliseconds, as a number or digits) as an int; None if unset.
+
+    ``0``, ``null``, negative, past-year-9999 and non-numeric values are all "unset".
+    """
     if isinstance(value, bool):
         return None
     if isinstance(value, str):
@@ -145,7 +147,12 @@ def _parse_time_uncached(value: object) -> datetime | None:
         value = int(value)
     if not isinstance(value, int) or value <= 0 or value > _MAX_EPOCH_MS:
         return None
-    return datetime.fromtimestamp(value / 1000, tz=UTC)
+    return value
+
+
+def _parse_time_uncached(value: object) -> datetime | None:
+    ms = epoch_ms(value)
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 # submitTime and startTime repeat in every snapshot of a task: a small cache of the
@@ -423,28 +430,6 @@ converter.register_unstructure_hook(
         AccountFilter, converter, _cattrs_omit_if_default=True, **_camel_overrides
     ),
 )
-
-
-def try_json(content: bytes | str) -> tuple[Any, bool]:
-    """``(value, True)`` for JSON text, ``(None, False)`` for anything else.
-
-    The one place mjasync parses JSON: neither ValueError nor RecursionError (a body
-    nested too deep) ever escapes.
-    """
-    try:
-        return json.loads(content), True
-    except (ValueError, RecursionError):
-        return None, False
-
-
-def decode_json(content: bytes) -> Any:
-    """Parse a body as JSON; DecodeError (never ValueError) when it is not JSON."""
-    value, parsed = try_json(content)
-    if not parsed:
-        preview = content[:200].decode("utf-8", "replace")
-        msg = f"the server sent a body that is not JSON: {body_preview(preview)}"
-        raise DecodeError(msg, body=preview)
-    return value
 
 
 def decode_task(data: object) -> Task:

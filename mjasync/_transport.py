@@ -130,6 +130,8 @@ _PORTABLE_HEADERS = frozenset({"user-agent", "accept", "accept-encoding"})
 DEFAULT_POOL_TIMEOUT = 60.0
 """Seconds a request may wait for a free pooled connection before `ConnectError`."""
 _CONNECT_TIMEOUT = 10.0
+# Origins whose semaphores `_Pool` remembers by URL prefix (downloads may name many).
+_MAX_GATES = 256
 # Everything aiohttp (or the socket under it) raises for one request. Anything else
 # is a bug, and propagates as it is. (Our own errors are ConnectionErrors, hence
 # OSErrors: each handler lets MJError through before it catches these.)
@@ -242,20 +244,42 @@ class _Pool:
         self._total = anyio.Semaphore(limit) if limit > 0 else None
         self._limit_per_host = limit_per_host
         self._per_host: dict[tuple[str, str, int | None], anyio.Semaphore] = {}
+        # The semaphores of each "scheme://host:port" prefix seen, so the URL is not
+        # parsed again for every request to the same server.
+        self._gates: dict[str, tuple[anyio.Semaphore, ...]] = {}
         self.timeout = timeout
 
+    def _semaphores(self, url: str) -> tuple[anyio.Semaphore, ...]:
+        """Per host first, then the total (a request waiting for a busy host holds no
+        total slot that a request for another host could use)."""
+        start = url.find("//")
+        end = url.find("/", start + 2) if start >= 0 else -1
+        prefix = url if end < 0 else url[:end]
+        gates = self._gates.get(prefix) if start >= 0 else None
+        if gates is None:
+            found: list[anyio.Semaphore] = []
+            if self._limit_per_host > 0:
+                key = origin(url)
+                host = self._per_host.get(key)
+                if host is None:
+                    host = self._per_host[key] = anyio.Semaphore(self._limit_per_host)
+                found.append(host)
+            if self._total is not None:
+                found.append(self._total)
+            gates = tuple(found)
+            if start >= 0 and len(self._gates) < _MAX_GATES:
+                self._gates[prefix] = gates
+        return gates
+
     async def acquire(self, request: Request, url: str) -> _Lease:
-        semaphores: list[anyio.Semaphore] = []
-        if self._limit_per_host > 0:
-            key = origin(url)
-            host = self._per_host.get(key)
-            if host is None:
-                host = self._per_host[key] = anyio.Semaphore(self._limit_per_host)
-            semaphores.append(host)
-        if self._total is not None:
-            semaphores.append(self._total)
-        # Per host first: a request waiting for a busy host holds no total slot that
-        # a request for another host could use.
+        semaphores = self._semaphores(url)
+        # The usual case, a free connection and nobody queued before this request: take
+        # it without waiting (no cancel scope, no pass through the event loop). Taking
+        # it only when nobody waits keeps the wait first come, first served.
+        if all(s.value > 0 and not s.statistics().tasks_waiting for s in semaphores):
+            for semaphore in semaphores:
+                semaphore.acquire_nowait()
+            return _Lease(*semaphores)
         acquired: list[anyio.Semaphore] = []
         try:
             with anyio.move_on_after(self.timeout) as scope:
@@ -339,6 +363,7 @@ class AiohttpTransport(AsyncTransport):
         if session is not None and session.connector is not None:
             limit, limit_per_host = session.connector.limit, session.connector.limit_per_host
         self._pool = _Pool(limit, limit_per_host, pool_timeout)
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     @property
     def pool_timeout(self) -> float | None:
@@ -358,8 +383,13 @@ class AiohttpTransport(AsyncTransport):
 
     def _timeout_for(self, request: Request) -> aiohttp.ClientTimeout:
         total = request.timeout if request.timeout is not None else self._timeout
-        # connect is bounded separately so "never reached" is reported as ConnectError.
-        return aiohttp.ClientTimeout(total=total, connect=min(total, _CONNECT_TIMEOUT))
+        timeout = self._timeouts.get(total)
+        if timeout is None:
+            # connect is bounded separately so "never reached" is reported as ConnectError.
+            timeout = aiohttp.ClientTimeout(total=total, connect=min(total, _CONNECT_TIMEOUT))
+            if len(self._timeouts) < _MAX_GATES:
+                self._timeouts[total] = timeout
+        return timeout
 
     async def _open(self, request: Request) -> tuple[aiohttp.ClientResponse, _Lease, str]:
         """Send *request*, following a GET's redirects by hand; returns the final hop.

@@ -12,15 +12,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
-import random
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from ._clock import Clock, Timer, resolve
 from ._errors import DecodeError, TaskTimeoutError
+from ._forecast import Progress
 from ._models import STATUS_RANKS, Task, is_final, outcome
-from ._policy import PollPolicy
 from ._serde import decode_task
 
 __all__ = [
@@ -31,9 +30,6 @@ __all__ = [
     "Waiter",
     "await_waiter",
 ]
-
-# A queued task's poll gap grows by this factor per poll, up to PollPolicy.max_interval.
-_QUEUED_GROWTH = 1.5
 
 ProgressCallback = Callable[[Task], object]
 """``on_progress``: a plain function, or one returning an awaitable (``async def``)."""
@@ -175,22 +171,38 @@ class Waiter:
 
 
 class TaskEntry:
-    """Per-id state: what we last saw, when to ask again, and who waits."""
+    """Per-id state: what we last saw, when to ask again, and who waits.
+
+    The poller's scheduling state lives here too: ``due`` (the next poll), ``gap`` (a
+    queued task's growing gap), ``answered_at`` (the last answer naming it), and what
+    the forecast knows: ``start`` (the server's startTime, epoch seconds), ``action``,
+    ``pace`` (its progress steps), ``finish`` (the estimate), ``history`` (how many
+    actions had a history then) and the tick-pace window ``[near_from, near_until)``
+    around it (empty while nothing is estimated).
+    """
 
     __slots__ = (
+        "action",
         "alive",
+        "answered_at",
         "confirm",
         "due",
+        "finish",
         "gap",
+        "history",
         "id",
         "image_url",
         "in_flight",
         "last",
         "last_raw",
         "missing_since",
+        "near_from",
+        "near_until",
+        "pace",
         "progress",
         "rank",
         "raw_key",
+        "start",
         "status",
         "waiters",
         "watchers",
@@ -213,6 +225,14 @@ class TaskEntry:
         self.alive = True
         self.confirm = False
         self.missing_since: float | None = None
+        self.answered_at: float | None = None
+        self.start: float | None = None
+        self.action: str | None = None
+        self.pace: Progress | None = None
+        self.history = 0
+        self.finish = math.inf
+        self.near_from = math.inf
+        self.near_until = -math.inf
 
     def snapshot(self) -> Task | None:
         """The newest snapshot, decoding a deferred one now."""
@@ -223,25 +243,6 @@ class TaskEntry:
                 return None
             self.last_raw = None
         return self.last
-
-    def next_gap(self, policy: PollPolicy, rng: random.Random, *, safety_net: bool) -> float:
-        """Seconds until this task is asked about again, from its state and *policy*.
-
-        A running task is polled every ``interval``; a queued one ever less often, up
-        to ``max_interval``; with *safety_net* (notifications arrive) never more often
-        than ``webhook_interval``.
-        """
-        if self.rank == 2:
-            self.gap = 0.0
-            gap = policy.interval
-        else:
-            ceiling = max(policy.max_interval, policy.interval)
-            gap = min(ceiling, self.gap * _QUEUED_GROWTH) if self.gap else policy.interval
-            self.gap = gap
-        if safety_net:
-            gap = max(gap, policy.webhook_interval)
-        jitter = policy.jitter
-        return gap * rng.uniform(1 - jitter, 1 + jitter) if jitter else gap
 
     def advance(self, status: str, progress: int | None, image_url: str | None) -> int | None:
         """Move to a newer state and return its rank; None if it is not newer."""

@@ -18,8 +18,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import attrs
 
 from ._errors import DecodeError, InvalidRequestError
+from ._json import decode_json
 from ._models import Task
-from ._serde import decode_json, decode_task
+from ._serde import decode_task
 
 if TYPE_CHECKING:
     from aiohttp import web

@@ -23,9 +23,9 @@ from mjasync import (
     TaskAction,
     TaskStatus,
 )
+from mjasync._json import decode_json
 from mjasync._responses import read_body, submission_or_raise
 from mjasync._serde import (
-    decode_json,
     decode_submission,
     decode_task,
     decode_tasks,
