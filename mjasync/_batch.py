@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import anyio
 
 from ._detect import Evidence
-from ._errors import APIError, DecodeError, TaskNotFoundError, body_preview
+from ._errors import APIError, DecodeError, MJError, TaskNotFoundError, body_preview
 from ._models import task_path
 from ._responses import read_body, route_missing
 from ._serde import task_object
@@ -129,6 +129,7 @@ class BatchFetcher:
 
     async def _fetch_each(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         results: dict[str, dict[str, Any]] = {}
+        errors: list[MJError] = []
         limiter = anyio.CapacityLimiter(_FALLBACK_FETCH_CONCURRENCY)
 
         async def one(task_id: str) -> None:
@@ -137,8 +138,15 @@ class BatchFetcher:
                     results[task_id] = await self.fetch_one(task_id)
                 except TaskNotFoundError:
                     return
+                except MJError as error:
+                    # Kept, not raised: a task group would cancel the other fetches and
+                    # hand the caller an ExceptionGroup instead of an MJError.
+                    errors.append(error)
 
         async with anyio.create_task_group() as group:
             for task_id in ids:
                 group.start_soon(one, task_id)
+        if errors:
+            # An id left out reads as "unknown": a failed one must fail the whole answer.
+            raise errors[0]
         return [results[i] for i in ids if i in results]

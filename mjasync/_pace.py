@@ -9,16 +9,25 @@ costs at most a few extra ticks, never a missed result.
 The tick itself (`Pace.fast`) comes from the client's request budget: one request per
 `batch_size` awaited ids per `PollPolicy.tick`, never more than
 `max_requests_per_second`.
+
+Which ids share a request is decided here too (`Pace.requests`): up to `batch_size` of
+them, except that a batch that keeps failing is split in two (`Pace.failed`), and its
+halves again while any other request succeeds, so an id the server chokes on ends up
+alone instead of failing every id that shares its request until their deadlines.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
+import random
+from collections.abc import Iterator
 from typing import Any
 
 from ._forecast import Forecast, Progress, epoch_seconds
 from ._models import STATUS_RANKS
-from ._policy import PollPolicy
+from ._policy import PollPolicy, backoff
 from ._waiters import TaskEntry
 
 __all__ = ["Pace"]
@@ -54,6 +63,8 @@ class Pace:
         # Ids given the tick pace since the last tick began, and in the tick before.
         self._near_now = 0
         self._near_last = 0
+        self._cohorts = itertools.count(1)
+        self._rng = random.Random()
 
     def new_tick(self) -> None:
         """A tick begins: the count of ids near their finish starts again."""
@@ -86,6 +97,70 @@ class Pace:
     def ride(self, awaited: int, per_id: bool) -> float:
         """How far ahead of its due time an id may ride along with a tick."""
         return min(self.fast(awaited, per_id), self.policy.interval * 0.25)
+
+    def requests(self, entries: list[TaskEntry], per_id: bool) -> Iterator[list[TaskEntry]]:
+        """*entries* as requests: by cohort, up to `batch_size` each (one id each for a
+        source that asks id by id)."""
+        size = 1 if per_id else self.policy.batch_size
+        cohorts: dict[int, list[TaskEntry]] = {}
+        for entry in entries:
+            cohorts.setdefault(entry.cohort, []).append(entry)
+        for members in cohorts.values():
+            for start in range(0, len(members), size):
+                yield members[start : start + size]
+
+    def fill(self, due: list[TaskEntry], heap: list[tuple[float, int, TaskEntry]]) -> None:
+        """The last request of a tick has room: the ids due soonest (from *heap*) fill it.
+
+        Only ids that may share a request with any other (cohort 0) fill it; an id of a
+        batch that kept failing waits for its own turn.
+        """
+        room = -sum(1 for entry in due if not entry.cohort) % self.policy.batch_size
+        apart = []
+        while room and heap:
+            item = heapq.heappop(heap)
+            entry = item[2]
+            if entry.alive and not entry.in_flight and entry.due == item[0]:
+                if entry.cohort:
+                    apart.append(item)
+                    continue
+                entry.in_flight = True
+                due.append(entry)
+                room -= 1
+        for item in apart:
+            heapq.heappush(heap, item)
+
+    def failed(self, entries: list[TaskEntry], failures: int, successes: int) -> float:
+        """A request naming *entries* failed: seconds until they are asked about again.
+
+        *failures* counts the poller's failed requests in a row (the back-off grows with
+        it), *successes* its good answers so far.
+
+        A batch that failed twice in a row is split in two: a transient error costs one
+        retry as a whole, a bad id is found by halving. A batch split before is split
+        again only if some request succeeded since, so a server that fails everything
+        costs at most twice the requests, not one per id.
+        """
+        policy = self.policy
+        delay = backoff(
+            failures + 1,
+            base=policy.interval,
+            cap=max(policy.max_interval, policy.interval),
+            rng=self._rng,
+            jitter=policy.jitter,
+        )
+        if len(entries) < 2 or max(entry.failures for entry in entries) < 2:
+            return delay
+        first = entries[0]
+        if first.cohort and successes <= first.split_at:
+            return delay
+        half = len(entries) // 2
+        for part in (entries[:half], entries[half:]):
+            cohort = next(self._cohorts)
+            for entry in part:
+                entry.cohort = cohort
+                entry.split_at = successes
+        return delay
 
     def learn(self, raw: dict[str, Any], now: float) -> None:
         """A task finished with SUCCESS: its timings teach the forecast."""

@@ -11,12 +11,22 @@ the bulk runner's pacing all call it.
 
 from __future__ import annotations
 
+import math
 import random
+from typing import Any
 
 import attrs
 from attrs import validators
 
 __all__ = ["PollPolicy", "PollStats", "RetryPolicy", "backoff"]
+
+
+def _finite(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    # gt(0) lets inf through, and an infinite gap would never poll again.
+    if not math.isfinite(value):
+        msg = f"'{attribute.name}' must be a finite number of seconds, got {value!r}"
+        raise ValueError(msg)
+
 
 # 2**60 times any base is far above any cap; the exponent stops there so that a long
 # streak of refusals never overflows a float.
@@ -81,14 +91,16 @@ class PollPolicy:
             share its requests, and a random gap per id would pull them apart.
     """
 
-    tick: float = attrs.field(default=0.5, validator=validators.gt(0))
-    interval: float = attrs.field(default=2.0, validator=validators.gt(0))
-    max_interval: float = attrs.field(default=10.0, validator=validators.gt(0))
+    tick: float = attrs.field(default=0.5, validator=[validators.gt(0), _finite])
+    interval: float = attrs.field(default=2.0, validator=[validators.gt(0), _finite])
+    max_interval: float = attrs.field(default=10.0, validator=[validators.gt(0), _finite])
     batch_size: int = attrs.field(default=100, validator=validators.gt(0))
-    first_poll: float = attrs.field(default=0.5, validator=validators.ge(0))
-    not_found_grace: float = attrs.field(default=3.0, validator=validators.ge(0))
-    max_requests_per_second: float = attrs.field(default=20.0, validator=validators.gt(0))
-    webhook_interval: float = attrs.field(default=15.0, validator=validators.gt(0))
+    first_poll: float = attrs.field(default=0.5, validator=[validators.ge(0), _finite])
+    not_found_grace: float = attrs.field(default=3.0, validator=[validators.ge(0), _finite])
+    max_requests_per_second: float = attrs.field(
+        default=20.0, validator=[validators.gt(0), _finite]
+    )
+    webhook_interval: float = attrs.field(default=15.0, validator=[validators.gt(0), _finite])
     predict: bool = attrs.field(default=True, validator=validators.instance_of(bool))
     jitter: float = attrs.field(default=0.1, validator=[validators.ge(0), validators.lt(1)])
 

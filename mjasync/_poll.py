@@ -22,7 +22,7 @@ import heapq
 import itertools
 import logging
 import math
-import random
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -40,7 +40,7 @@ from ._errors import (
 )
 from ._models import FINAL_RANK, STATUS_RANKS, Task, is_final
 from ._pace import Pace
-from ._policy import PollPolicy, PollStats, backoff
+from ._policy import PollPolicy, PollStats
 from ._serde import as_id, decode_task, parse_progress
 from ._waiters import EarlyNotifications, TaskEntry, Waiter
 
@@ -49,6 +49,9 @@ __all__ = ["Poller", "TaskSource"]
 logger = logging.getLogger("mjasync")
 
 _MIN_RECHECK = 0.001
+# A loop timer may fire up to one clock resolution early (15.6 ms on Windows, 1 ns on
+# Linux): what is due that soon is due now, or the poller would spin until it is.
+_TIMER_SLACK = time.get_clock_info("monotonic").resolution
 
 
 class TaskSource(Protocol):
@@ -91,15 +94,17 @@ class Poller:
         self._heap: list[tuple[float, int, TaskEntry]] = []
         self._seq = itertools.count()
         self._confirms: list[TaskEntry] = []
+        # Ids a batch answer left out: each gets a fetch of its own, metered like any poll.
+        self._lookups: list[TaskEntry] = []
         self._early = EarlyNotifications()
         self._bucket = TokenBucket(policy.max_requests_per_second, self._clock)
         self._pace = Pace(policy, hooks=hooks)
-        self._rng = random.Random()
         self._task: asyncio.Task[None] | None = None
         self._group: TaskGroup | None = None
         self._alarm = Alarm(self._clock)
         self._closed = False
         self._failures = 0
+        self._successes = 0
         self._waiters = 0
         self._ticks = 0
         self._requests = 0
@@ -216,41 +221,39 @@ class Poller:
     async def _tick(self, group: TaskGroup) -> None:
         now = self._clock.now()
         sent = 0
+        per_id = self._source.per_id
+        pace = self._pace
         confirms = [e for e in self._confirms if e.alive and not e.in_flight]
         self._confirms.clear()
         for entry in confirms:
             entry.confirm = False
             entry.in_flight = True
+        lookups = [e for e in self._lookups if e.alive]
+        self._lookups.clear()
         due: list[TaskEntry] = []
         heap = self._heap
-        size = self.policy.batch_size
-        if heap and heap[0][0] <= now:
-            self._pace.new_tick()
+        if heap and heap[0][0] <= now + _TIMER_SLACK:
+            pace.new_tick()
             # Ids due a moment later ride along, so waiters registered a few
             # milliseconds apart (or answered by different requests) share requests
             # instead of each opening a tick.
-            horizon = now + self._pace.ride(len(self._entries), self._source.per_id)
+            horizon = now + max(pace.ride(len(self._entries), per_id), _TIMER_SLACK)
             while heap and heap[0][0] <= horizon:
                 when, _, entry = heapq.heappop(heap)
                 if entry.alive and not entry.in_flight and entry.due == when:
                     entry.in_flight = True
                     due.append(entry)
-            if due and not self._source.per_id:
-                # The last request has room: the ids due soonest fill it for free.
-                room = -len(due) % size
-                while room and heap:
-                    when, _, entry = heapq.heappop(heap)
-                    if entry.alive and not entry.in_flight and entry.due == when:
-                        entry.in_flight = True
-                        due.append(entry)
-                        room -= 1
+            if due and not per_id:
+                pace.fill(due, heap)
+        for entry in lookups:
+            sent += await self._send(group, [entry], single=True)
         if len(confirms) == 1:
             sent += await self._send(group, confirms, single=True)
         else:
-            for start in range(0, len(confirms), size):
-                sent += await self._send(group, confirms[start : start + size], single=False)
-        for start in range(0, len(due), size):
-            sent += await self._send(group, due[start : start + size], single=False)
+            for chunk in pace.requests(confirms, per_id):
+                sent += await self._send(group, chunk, single=per_id)
+        for chunk in pace.requests(due, per_id):
+            sent += await self._send(group, chunk, single=per_id)
         if sent:
             self._ticks += 1
             self._max_per_tick = max(self._max_per_tick, sent)
@@ -265,7 +268,7 @@ class Poller:
         return 1
 
     async def _sleep(self) -> None:
-        if self._confirms:
+        if self._confirms or self._lookups:
             await anyio.lowlevel.checkpoint()
             return
         await self._alarm.sleep_until(self._heap[0][0] if self._heap else math.inf)
@@ -310,18 +313,18 @@ class Poller:
                     self._finish(entry, error)
             return
         self._failures = 0
+        self._successes += 1
         self._absorb(items, entries, checked=single or source.per_id, sent=sent)
 
     def _back_off(self, entries: list[TaskEntry], error: MJError) -> None:
         self._failures += 1
-        policy = self.policy
-        delay = backoff(
-            self._failures + 1,
-            base=policy.interval,
-            cap=max(policy.max_interval, policy.interval),
-            rng=self._rng,
-            jitter=policy.jitter,
-        )
+        live = []
+        for entry in entries:
+            entry.in_flight = False
+            if entry.alive:
+                entry.failures += 1
+                live.append(entry)
+        delay = self._pace.failed(live, self._failures, self._successes)
         logger.warning(
             "polling %d task(s) failed (%s: %s); retrying in %.2fs",
             len(entries),
@@ -330,10 +333,8 @@ class Poller:
             delay,
         )
         now = self._clock.now()
-        for entry in entries:
-            entry.in_flight = False
-            if entry.alive:
-                self._schedule(entry, now, delay)
+        for entry in live:
+            self._schedule(entry, now, delay)
 
     def _absorb(
         self,
@@ -393,6 +394,9 @@ class Poller:
             if not entry.alive:
                 continue
             entry.in_flight = False
+            if entry.failures:
+                entry.failures = 0
+                entry.cohort = 0
             if entry.id not in seen:
                 if checked:
                     self._missing(entry, now)
@@ -412,11 +416,9 @@ class Poller:
             if sent is not None:
                 gap = max(sent + gap - now, gap * 0.5)
             self._schedule(entry, now, gap)
-        if unchecked and self._group is not None:
-            for entry in unchecked:
-                self._requests += 1
-                self._bucket.take(1)
-                self._group.start_soon(self._poll, [entry], True)
+        if unchecked:
+            self._lookups.extend(unchecked)
+            self._alarm.wake(-math.inf)
 
     def _missing(self, entry: TaskEntry, now: float) -> None:
         if entry.missing_since is None:
@@ -482,6 +484,7 @@ class Poller:
             self._finish(entry, ClientClosedError(msg))
         self._heap.clear()
         self._confirms.clear()
+        self._lookups.clear()
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()

@@ -178,15 +178,18 @@ class TaskEntry:
     the forecast knows: ``start`` (the server's startTime, epoch seconds), ``action``,
     ``pace`` (its progress steps), ``finish`` (the estimate), ``history`` (how many
     actions had a history then) and the tick-pace window ``[near_from, near_until)``
-    around it (empty while nothing is estimated).
+    around it (empty while nothing is estimated). ``failures``, ``cohort`` and
+    ``split_at`` keep one bad id from failing the requests of others (`Pace.failed`).
     """
 
     __slots__ = (
         "action",
         "alive",
         "answered_at",
+        "cohort",
         "confirm",
         "due",
+        "failures",
         "finish",
         "gap",
         "history",
@@ -202,6 +205,7 @@ class TaskEntry:
         "progress",
         "rank",
         "raw_key",
+        "split_at",
         "start",
         "status",
         "waiters",
@@ -225,6 +229,11 @@ class TaskEntry:
         self.alive = True
         self.confirm = False
         self.missing_since: float | None = None
+        # Failed polls in a row, and the requests it may share (0: any; otherwise only
+        # with ids of the same split batch, see Pace.failed).
+        self.failures = 0
+        self.cohort = 0
+        self.split_at = 0
         self.answered_at: float | None = None
         self.start: float | None = None
         self.action: str | None = None

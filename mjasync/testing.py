@@ -176,8 +176,15 @@ class VirtualClock:
     async def _settle(self) -> None:
         """Let every other task run until each one waits for something."""
         me = asyncio.current_task()
+        loop = asyncio.get_running_loop()
         for _ in range(_MAX_SETTLE_TURNS):
             await asyncio.sleep(0)
+            # A task suspended on a future whose wake-up is already queued (a task
+            # group's join, woken by its children's done-callbacks) only looks idle: the
+            # loop's queue of ready callbacks must be empty too (asyncio's own loop
+            # exposes it; other loops fall back to the tasks alone).
+            if getattr(loop, "_ready", None):
+                continue
             if all(task is me or task.done() or _waiting(task) for task in asyncio.all_tasks()):
                 return
 
