@@ -192,9 +192,11 @@ class Poller:
             return True
         if not entry.confirm:
             entry.confirm = True
-            if not entry.in_flight:
-                self._confirms.append(entry)
-                self._alarm.wake(-math.inf)
+            # Asked now, even while a poll naming it is on its way (a slow relay may hold
+            # that one for long): answers apply in status order, so the later one cannot
+            # undo a final status.
+            self._confirms.append(entry)
+            self._alarm.wake(-math.inf)
         return True
 
     # -- the loop ------------------------------------------------------------------------
@@ -223,7 +225,7 @@ class Poller:
         sent = 0
         per_id = self._source.per_id
         pace = self._pace
-        confirms = [e for e in self._confirms if e.alive and not e.in_flight]
+        confirms = [e for e in dict.fromkeys(self._confirms) if e.alive and e.confirm]
         self._confirms.clear()
         for entry in confirms:
             entry.confirm = False
@@ -406,12 +408,6 @@ class Poller:
                 unchecked.append(entry)
                 continue
             entry.answered_at = now
-            if entry.confirm:
-                entry.confirm = False
-                # A hook said final while this request was on its way; this answer may
-                # predate it, so ask once more, now.
-                self._confirms.append(entry)
-                self._alarm.wake(-math.inf)
             gap = pace.gap(entry, now, fast)
             if sent is not None:
                 gap = max(sent + gap - now, gap * 0.5)

@@ -19,7 +19,7 @@ from _fakeproxy import FakeProxy
 
 import mjasync
 from mjasync import Request, Response
-from mjasync.testing import MockTransport, VirtualClock, json_response
+from mjasync.testing import MockTransport, VirtualClock, json_response, task_payload
 
 ONE_TRY = mjasync.RetryPolicy(attempts=1)
 
@@ -213,3 +213,35 @@ def test_an_infinite_poll_gap_is_refused(field: str) -> None:
     """``inf`` passes a ``> 0`` check and would never poll again: a clear error instead."""
     with pytest.raises(ValueError, match=f"'{field}' must be a finite number"):
         mjasync.PollPolicy(**{field: math.inf})  # type: ignore[arg-type]
+
+
+async def test_a_final_hint_is_confirmed_at_once_even_behind_a_slow_poll() -> None:
+    """The confirming fetch does not wait for a poll a slow relay holds for 20 s."""
+    clock = VirtualClock()
+    proxy = FakeProxy(clock=clock)
+    proxy.set("1", "IN_PROGRESS", "50%")
+
+    async def handle(request: Request) -> Response:
+        if urlsplit(request.url).path.endswith("list-by-condition") and clock.now() > 2:
+            answer = proxy.handle(request)
+            await clock.sleep(20.0)
+            return answer
+        return proxy.handle(request)
+
+    async with mjasync.Client(
+        "http://mj.test",
+        "k",
+        transport=MockTransport(handle),
+        clock=clock,
+        notify_hook="http://127.0.0.1:9/hook",
+    ) as mj:
+        waiting = asyncio.ensure_future(mj.await_task("1", timeout=None))
+        await clock.advance(3.0)  # a poll sent after 2 s is held until 20 s later
+        proxy.set("1", "SUCCESS")
+        hint = await mj.handle_notification(task_payload("1", "SUCCESS"), token=mj.notify_token)
+        assert hint.woke
+        hinted = clock.now()
+        task = await clock.run(waiting)
+        assert task.status == "SUCCESS"
+        assert clock.now() - hinted < 1.0
+        assert proxy.count("fetch") == 1
