@@ -7,7 +7,6 @@ installs it, so a skip there would hide a broken bus.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -16,13 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+from _shared import in_ci
 
 PASSWORD = "s3cret-pw"
-
-
-def in_ci() -> bool:
-    """True under CI=true (or any value but empty, 0, false, no)."""
-    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
 
 def redis_server_exe() -> str:

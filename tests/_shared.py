@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import struct
 import zlib
 from collections.abc import AsyncIterator, Iterable
@@ -22,6 +23,12 @@ from hypothesis import settings
 import mjasync
 from mjasync.cli import main
 from mjasync.simulator import Simulator
+
+
+def in_ci() -> bool:
+    """True under CI=true (or any value but empty, 0, false, no): what CI needs must run."""
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
 
 # The ``ci`` Hypothesis profile's examples per test (conftest.py registers both profiles).
 CI_EXAMPLES = 200
