@@ -62,6 +62,17 @@ async def outcomes(
     return result
 
 
+async def wait_a_while(
+    mj: mjasync.Client, clock: VirtualClock, ids: list[str], seconds: float
+) -> None:
+    """Await *ids* for *seconds* of virtual time, then give up on them."""
+    waits = [asyncio.ensure_future(mj.await_task(i, timeout=None)) for i in ids]
+    await clock.advance(seconds)
+    for wait in waits:
+        wait.cancel()
+    await asyncio.gather(*waits, return_exceptions=True)
+
+
 def busiest_second(times: list[float]) -> int:
     times = sorted(times)
     start = 0
@@ -130,11 +141,7 @@ async def test_a_server_that_fails_everything_costs_at_most_two_requests_per_bat
     async with mjasync.Client(
         "http://mj.test", "k", transport=transport, clock=clock, retry=ONE_TRY
     ) as mj:
-        waits = [asyncio.ensure_future(mj.await_task(i, timeout=None)) for i in ids]
-        await clock.advance(300)
-        for wait in waits:
-            wait.cancel()
-        await asyncio.gather(*waits, return_exceptions=True)
+        await wait_a_while(mj, clock, ids, 300)
     assert len(failed) > 10
     assert min(len(request) for request in failed) == 50
 
@@ -150,11 +157,7 @@ async def test_a_fetch_only_server_is_polled_within_the_request_ceiling() -> Non
     async with mjasync.Client(
         "http://mj.test", "k", poll=policy, transport=proxy.transport, clock=clock
     ) as mj:
-        waits = [asyncio.ensure_future(mj.await_task(i, timeout=None)) for i in ids]
-        await clock.advance(60)
-        for wait in waits:
-            wait.cancel()
-        await asyncio.gather(*waits, return_exceptions=True)
+        await wait_a_while(mj, clock, ids, 60)
     fetches = [when for when, route, _ in proxy.log if route == "fetch"]
     first = fetches[0]
     # The first poll finds that the list routes are missing and fetches that batch id by
@@ -177,11 +180,7 @@ async def test_ids_a_batch_answer_left_out_are_fetched_within_the_ceiling() -> N
     async with mjasync.Client(
         "http://mj.test", "k", poll=policy, transport=proxy.transport, clock=clock
     ) as mj:
-        waits = [asyncio.ensure_future(mj.await_task(i, timeout=None)) for i in ids]
-        await clock.advance(20)
-        for wait in waits:
-            wait.cancel()
-        await asyncio.gather(*waits, return_exceptions=True)
+        await wait_a_while(mj, clock, ids, 20)
     fetches = [when for when, route, _ in proxy.log if route == "fetch"]
     assert len(fetches) >= 50
     assert busiest_second([when for when, _, _ in proxy.log]) <= 10
