@@ -162,10 +162,6 @@ class Pace:
                 entry.split_at = successes
         return delay
 
-    def learn(self, raw: dict[str, Any], now: float) -> None:
-        """A task finished with SUCCESS: its timings teach the forecast."""
-        self.forecast.learn(raw, now)
-
     def observe(
         self,
         entry: TaskEntry,

@@ -2,12 +2,13 @@
 
 Every waiter registers the id it wants; the poller keeps one `TaskEntry` per id (last
 snapshot, when it is next due, waiters) and one heap of due times. It paces the client,
-not each task: a tick asks about every id that is due (and those due within the next
-`_ride` seconds) in one request per `PollPolicy.batch_size` of them, and fills the room
+not each task: a tick asks about every id that is due (and those due within
+`Pace.ride`) in one request per `PollPolicy.batch_size` of them, and fills the room
 left in the last request with the ids due soonest, so ids share ticks instead of each
 keeping its own phase.
 
-When an id is next due, and how often ticks come, is `_pace.Pace`'s to say.
+When an id is next due, how often ticks come and which ids share a request is
+`_pace.Pace`'s to say.
 
 The poller gets its I/O from a `TaskSource` (the client's batch fetcher, which answers
 raw JSON objects) and its time from a `Clock`: it imports neither the client nor
@@ -440,7 +441,7 @@ class Poller:
         if final:
             self._drop(entry)
             if task.status == "SUCCESS":
-                self._pace.learn(task.raw, self._clock.now())
+                self._pace.forecast.learn(task.raw, self._clock.now())
 
     def _apply_raw(
         self, entry: TaskEntry, item: dict[str, Any], status: str, rank: int, percent: int | None
